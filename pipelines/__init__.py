@@ -1,0 +1,1 @@
+"""The Ray jobs that compose the building blocks of `curation/` into distributed pipelines."""
