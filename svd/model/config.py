@@ -1,0 +1,58 @@
+"""`VideoModelConfig`: the `model:` section of a training config.
+
+Kept here rather than in `curation/` because the curation side must not depend on the model side.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from curation.config_io import StrictModel
+
+FreezePolicy = Literal["temporal", "temporal+io", "all"]
+ParameterisationName = Literal["edm", "backbone"]
+
+
+class EDMConfig(StrictModel):
+    """Training noise levels: ln(sigma) ~ N(p_mean, p_std^2) (Karras et al. 2022, eq. 5 and table 1).
+
+    The defaults are EDM's; the SVD paper shifts the distribution towards more noise for video and for
+    high resolution, so set these per run.
+    """
+
+    p_mean: float = -1.2
+    p_std: float = Field(1.2, gt=0)
+
+
+class VideoModelConfig(StrictModel):
+    base: str = Field(
+        "stabilityai/stable-video-diffusion-img2vid-xt",
+        description="an SVD checkpoint (base_kind svd) or an SD 2.x pipeline/UNet to inflate (base_kind sd); "
+        "a diffusers folder or a hub id",
+    )
+    base_kind: Literal["svd", "sd"] = "svd"
+    freeze: FreezePolicy = "temporal"
+    parameterisation: ParameterisationName | None = Field(
+        None, description="None: edm for an SVD checkpoint, backbone for an inflated SD"
+    )
+    conditioning: Literal["image", "text"] = "image"
+    num_frames: int = Field(14, ge=1)
+    edm: EDMConfig = EDMConfig()
+
+    @model_validator(mode="after")
+    def _resolve_parameterisation(self) -> VideoModelConfig:
+        if self.parameterisation is None:
+            self.parameterisation = "edm" if self.base_kind == "svd" else "backbone"
+        if self.parameterisation == "backbone" and self.base_kind == "svd":
+            raise ValueError(
+                "parameterisation backbone needs an SD backbone (base_kind sd); SVD checkpoints were trained with edm"
+            )
+        if self.parameterisation == "edm" and self.base_kind == "sd" and self.freeze != "all":
+            # A frozen SD backbone only understands the discrete timestep embedding it was trained with.
+            raise ValueError(
+                f"parameterisation edm with a frozen SD backbone (freeze {self.freeze}): the frozen layers only "
+                "understand SD's discrete timesteps; use parameterisation backbone, or freeze all"
+            )
+        return self
