@@ -8,6 +8,8 @@ Every stage has `enabled`; a stage switched off leaves its columns empty.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from curation.config_io import StrictModel
@@ -17,11 +19,45 @@ class StageConfig(StrictModel):
     enabled: bool = True
 
 
+class DetectorConfig(StrictModel):
+    """One PySceneDetect detector of the cascade, fed the shared decoded frames at its own rate."""
+
+    kind: Literal["content", "adaptive", "threshold"]
+    fps: float | None = Field(None, gt=0, description="frames per second it sees; None = every frame")
+    threshold: float = Field(gt=0, description="content: score; adaptive: ratio; threshold: mean brightness")
+    min_scene_seconds: float = Field(0.5, ge=0)
+
+
+def _paper_cascade() -> list[DetectorConfig]:
+    # Hard cuts at the full rate (adaptive: robust to fast motion); gradual changes at a low rate, where a
+    # dissolve's small per-frame steps add up; fades through black by brightness.
+    return [
+        DetectorConfig(kind="adaptive", fps=None, threshold=3.0),
+        DetectorConfig(kind="content", fps=4.0, threshold=27.0),
+        DetectorConfig(kind="threshold", fps=None, threshold=12.0),
+    ]
+
+
+class TransitionConfig(StrictModel):
+    """How detected cuts become exact boundaries (see curation/transitions.py)."""
+
+    max_transition_seconds: float = Field(1.0, gt=0)
+    same_shot_difference: float = Field(8.0, ge=0, description="below this, the two sides are one shot")
+    black_level: float = Field(12.0, ge=0, le=255)
+    margin_frames: int = Field(1, ge=0, description="extra frames trimmed beside a gradual transition")
+
+
 class SplitConfig(StageConfig):
     """Cut sources into single-shot clips (PySceneDetect cascade + transition trimming)."""
 
     min_seconds: float = Field(2.0, gt=0, description="clips shorter than this are dropped")
     max_seconds: float = Field(10.0, gt=0, description="longer scenes are split into equal chunks")
+    detect_width: int = Field(256, ge=16, description="frames are decoded once, at this width, for detection")
+    detectors: list[DetectorConfig] = Field(default_factory=_paper_cascade, min_length=1)
+    transitions: TransitionConfig = Field(default_factory=TransitionConfig)
+    reencode: bool = Field(False, description="false: stream copy from a keyframe; true: frame-exact libx264")
+    crf: int = Field(18, ge=0, le=51)
+    preset: str = "veryfast"
 
 
 class MotionConfig(StageConfig):

@@ -107,7 +107,7 @@ def make_video(
 
 
 def sample_timeline() -> list[Shot | Transition]:
-    """The README's demo: several shots, motion, a static part, text, a dissolve, a fade and a short shot."""
+    """The README's demo: several shots, motion, a static part, text, dissolves, a fade and a short shot."""
     return [
         Shot("moving", 4.0, speed=2.5),
         Transition("cut"),
@@ -118,7 +118,7 @@ def sample_timeline() -> list[Shot | Transition]:
         Shot("pan", 4.0, speed=6.0, flash_at=2.0),
         Transition("cut"),
         Shot("moving", 1.0, speed=3.0),
-        Transition("wipe", 0.5),
+        Transition("dissolve", 0.5),
         Shot("moving", 14.0, speed=1.5),
     ]
 
@@ -241,7 +241,8 @@ class _ShotRenderer:
     def __init__(self, shot: Shot, width: int, height: int, fps: float, seed: int) -> None:
         self.shot, self.width, self.height, self.fps = shot, width, height, fps
         rng = np.random.default_rng(seed)
-        canvas_width = width * 6 if shot.kind == "pan" else width
+        # A pan's canvas is long enough for the whole shot plus a transition on each side: no bounce.
+        canvas_width = width + math.ceil(shot.speed * (shot.seconds + 4) * fps) if shot.kind == "pan" else width
         coarse = rng.integers(0, 256, size=(max(2, height // 16), max(2, canvas_width // 16), 3), dtype=np.uint8)
         texture = cv2.resize(coarse, (canvas_width, height), interpolation=cv2.INTER_CUBIC)
         detail = rng.integers(-40, 40, size=(height, canvas_width, 1), dtype=np.int16)
@@ -259,9 +260,7 @@ class _ShotRenderer:
     def frame(self, k: int) -> np.ndarray:
         shot, width, height = self.shot, self.width, self.height
         if shot.kind == "pan":
-            span = self.texture.shape[1] - width
-            offset = int(round(shot.speed * k)) % (2 * span)
-            offset = offset if offset <= span else 2 * span - offset  # bounce at the canvas ends
+            offset = min(int(round(shot.speed * k)), self.texture.shape[1] - width)
             image = np.ascontiguousarray(self.texture[:, offset : offset + width])
         else:
             image = self.texture.copy()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 
 import click
 
@@ -103,7 +104,22 @@ def curate(inputs, output_dir, config_path, overrides, address, restart, verbose
     Exit code 0 when every input was processed, 3 when some failed (see errors.jsonl), 2 for a usage error.
     """
     setup_logging(verbose, quiet)
-    raise click.ClickException("svd curate is not implemented yet")
+    from curation.config import CurationConfig
+    from curation.config_io import ConfigError, load_config
+    from pipelines.curate import InputError, find_inputs, run_curation
+
+    if address is not None:
+        raise UsageProblem("--address: the Ray job is not available yet; svd curate runs on this machine")
+    try:
+        config = load_config(CurationConfig, config_path, overrides)
+        sources = find_inputs(list(inputs))
+        result = run_curation(sources, Path(output_dir), config)
+    except (ConfigError, InputError) as error:
+        raise UsageProblem(str(error)) from None
+    click.echo(f"{output_dir}: {result.clips} clips from {len(sources) - result.failed_inputs} videos", err=True)
+    if result.failed_inputs:
+        click.echo(f"{result.failed_inputs} input(s) failed: see {Path(output_dir) / 'errors.jsonl'}", err=True)
+        sys.exit(EXIT_PARTIAL)
 
 
 @cli.command(context_settings=CONTEXT)
@@ -149,14 +165,69 @@ def sample_video(path, seed, verbose, quiet) -> None:
     """Write a short generated video to try `svd curate` on (default: sample.mp4).
 
     30 seconds at 128x96: shots with moving objects, a static shot, on-screen text, a fast pan with a
-    flash, a shot shorter than the minimum clip length, joined by hard cuts, a dissolve, a fade through
-    black and a wipe.
+    flash, a shot shorter than the minimum clip length, joined by hard cuts, dissolves and a fade through
+    black.
     """
     setup_logging(verbose, quiet)
     from curation.synthetic import make_video, sample_timeline
 
     video = make_video(path, sample_timeline(), seed=seed)
     click.echo(f"{video.path}: {video.num_frames} frames, {len(video.shots)} shots")
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("sd_unet", metavar="SD_UNET")
+@click.option("-o", "--output", "output_dir", required=True, metavar="OUT", help="Output folder: a diffusers SVD UNet.")
+@click.option(
+    "--num-frames",
+    default=14,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Frame count stored in the config (the default of diffusers' pipeline).",
+)
+@click.option(
+    "--dtype",
+    type=click.Choice(["fp32", "fp16", "bf16"]),
+    default="fp32",
+    show_default=True,
+    help="Precision of the saved weights.",
+)
+@click.option("--overwrite", is_flag=True, help="Replace OUT if it already holds a model.")
+@common_options
+def inflate(sd_unet, output_dir, num_frames, dtype, overwrite, verbose, quiet) -> None:
+    """Turn a Stable Diffusion 2.x UNet into an SVD-layout video UNet with new temporal layers.
+
+    SD_UNET is a diffusers UNet folder, an SD pipeline folder (its unet/ is used) or a hub id such as
+    stabilityai/stable-diffusion-2-1. Every SD weight is copied into its spatial counterpart, conv_in gets
+    4 zero input channels for the conditioning latent, and the output layer of every new temporal path
+    starts at zero: the video model reproduces the image model frame by frame until it is trained.
+
+    \b
+    OUT/config.json, OUT/diffusion_pytorch_model.safetensors
+                               read by UNetSpatioTemporalConditionModel.from_pretrained(OUT)
+    OUT/inflated_from.json     the source, its UNet config and its scheduler config (the `backbone`
+                               noise parameterisation of `svd train` needs the latter)
+    """
+    setup_logging(verbose, quiet)
+    import torch
+
+    from svd.model.inflate import UnsupportedUNetError, inflate_checkpoint
+    from svd.model.loading import ModelSourceError
+
+    torch_dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[dtype]
+    try:
+        summary = inflate_checkpoint(sd_unet, output_dir, num_frames=num_frames, dtype=torch_dtype, overwrite=overwrite)
+    except ModelSourceError as error:
+        raise UsageProblem(str(error)) from None
+    except UnsupportedUNetError as error:
+        raise UsageProblem(f"{sd_unet}: cannot be inflated: {error}") from None
+    except FileExistsError as error:
+        raise UsageProblem(str(error)) from None
+    click.echo(
+        f"{summary.output}: SVD UNet, {summary.total_parameters / 1e6:.1f}M parameters: "
+        f"{summary.sd_parameters / 1e6:.1f}M copied from SD, {summary.temporal_parameters / 1e6:.1f}M in new "
+        "temporal layers"
+    )
 
 
 def main() -> None:

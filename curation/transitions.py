@@ -1,0 +1,244 @@
+"""From approximate cut positions to exact shot boundaries, with gradual transitions measured and trimmed.
+
+PySceneDetect's detectors say *that* the shot changed near some frame; for a dissolve or a fade they put
+one cut somewhere inside it, so both neighbouring clips keep transition frames. `BoundaryRefiner` looks at
+cheap per-frame signals around each candidate and returns the span of frames that belong to neither shot:
+
+- `change`: mean absolute difference of consecutive thumbnails (what content detectors see);
+- `residual`: the same after compensating global motion by phase correlation, so a camera pan is quiet;
+- `luma`: mean brightness, for fades through black.
+
+A frame is part of the transition while it is dark, while brightness ramps (a fade), or while either
+difference stands clearly above the level of the shots on each side. A single sharp spike is a hard cut.
+Finally the last frame before and the first frame after the span are compared with motion compensation:
+if they show the same shot (a flash, a fast pan), the candidate is dropped.
+
+Signals are kept for a sliding window only, so memory does not grow with the length of the video.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+
+@dataclass(frozen=True)
+class TransitionSettings:
+    """Thresholds of the refiner; all differences are in 8-bit grey levels of small thumbnails."""
+
+    thumb_width: int = 64
+    max_transition_seconds: float = 1.0  # longest transition measured; also how far a candidate may be off
+    baseline_seconds: float = 0.5  # shot level is the median over this long, beyond the transition window
+    rise_ratio: float = 1.5  # a frame is in a transition if a difference exceeds ratio * shot level...
+    rise_floor: float = 2.0  # ...and shot level + floor
+    cut_spike_ratio: float = 2.0  # a change this many times its neighbours' is a hard cut
+    black_level: float = 12.0  # frames darker than this (mean) are part of a fade
+    luma_ramp: float = 0.03  # brightness changing by more than 3% per frame is a fade ramp
+    same_shot_difference: float = 8.0  # two sides closer than this (motion compensated) are one shot
+    margin_frames: int = 1  # extra frames trimmed on each side of a gradual transition
+    flash_seconds: float = 0.25  # a change that reverts within this long is a flash, not a cut
+    unexplained_share: float = 0.5  # plain change counts where motion compensation removes less than half
+
+
+@dataclass(frozen=True)
+class Boundary:
+    """Frames [start, end) between two shots that belong to neither; empty (start == end) for a hard cut."""
+
+    start: int
+    end: int
+    kind: str  # "cut", "fade" or "gradual" (dissolve, wipe, ...)
+
+
+@dataclass
+class _Signals:
+    index: int
+    grey: np.ndarray  # float32 thumbnail
+    luma: float
+    change: float  # against the previous frame
+    residual: float  # against the previous frame, after global motion compensation
+
+
+class BoundaryRefiner:
+    """Feed every frame with `push` and candidate cuts with `add_candidate`; `finish` gives the boundaries."""
+
+    def __init__(self, fps: float, settings: TransitionSettings | None = None, detector_lag_frames: int = 0):
+        self.settings = settings or TransitionSettings()
+        self.reach = max(2, round(self.settings.max_transition_seconds * fps))
+        self.baseline = max(3, round(self.settings.baseline_seconds * fps))
+        horizon = self.reach + self.baseline
+        # A candidate is settled once `horizon` frames after it are seen; detectors may report it late.
+        self.window: deque[_Signals] = deque(maxlen=2 * horizon + detector_lag_frames + 2)
+        self.horizon = horizon
+        self.flash_frames = max(1, round(self.settings.flash_seconds * fps))
+        self.candidates: list[int] = []
+        self.boundaries: list[Boundary] = []
+        self.dark_runs: list[Boundary] = []
+        self.dark_since: int | None = None
+
+    def push(self, index: int, image_bgr: np.ndarray) -> None:
+        """Add the signals of frame `index` and settle the candidates that are now far enough behind."""
+        width = self.settings.thumb_width
+        height = max(2, round(image_bgr.shape[0] * width / image_bgr.shape[1]))
+        thumb = cv2.resize(image_bgr, (width, height), interpolation=cv2.INTER_AREA)
+        grey = cv2.cvtColor(thumb, cv2.COLOR_BGR2GRAY).astype(np.float32)
+        change = residual = 0.0
+        if self.window:
+            previous = self.window[-1]
+            change = float(np.abs(grey - previous.grey).mean())
+            residual = min(change, _aligned_difference(previous.grey, grey))  # no shift is an alignment too
+        signals = _Signals(index, grey, float(grey.mean()), change, residual)
+        self._track_darkness(signals)
+        self.window.append(signals)
+        self._settle(until=index - self.horizon)
+
+    def _track_darkness(self, signals: _Signals) -> None:
+        """Dark runs are transition frames however long they last; their edges are candidates for fades."""
+        dark = self._dark(signals)
+        if dark and self.dark_since is None:
+            self.dark_since = signals.index
+            self.add_candidate(signals.index)
+        elif not dark and self.dark_since is not None:
+            self.dark_runs.append(Boundary(self.dark_since, signals.index, "fade"))
+            self.dark_since = None
+            self.add_candidate(signals.index)
+
+    def add_candidate(self, frame: int) -> None:
+        self.candidates.append(frame)
+
+    def finish(self) -> list[Boundary]:
+        """Settle the remaining candidates; return every boundary, in order, overlapping ones merged."""
+        self._settle(until=None)
+        if self.dark_since is not None:
+            self.dark_runs.append(Boundary(self.dark_since, self.window[-1].index + 1, "fade"))
+        merged: list[Boundary] = []
+        for boundary in sorted(self.boundaries + self.dark_runs, key=lambda b: (b.start, b.end)):
+            if merged and boundary.start <= merged[-1].end:
+                merged[-1] = _merge(merged[-1], boundary)
+            else:
+                merged.append(boundary)
+        return merged
+
+    def _settle(self, until: int | None) -> None:
+        ready = sorted(c for c in self.candidates if until is None or c <= until)
+        if not ready:
+            return
+        self.candidates = [c for c in self.candidates if until is not None and c > until]
+        for candidate in ready:
+            boundary = self._measure(candidate)
+            if boundary is None:
+                continue
+            if self.boundaries and boundary.start <= self.boundaries[-1].end:
+                self.boundaries[-1] = _merge(self.boundaries[-1], boundary)
+            else:
+                self.boundaries.append(boundary)
+
+    def _measure(self, candidate: int) -> Boundary | None:
+        frames = {signals.index: signals for signals in self.window}
+        if candidate not in frames:  # out of the window: the detector reported it too late to measure
+            return None
+        # Never look back across the previous boundary: the shot before it says nothing about this one.
+        first = max(self.window[0].index, self.boundaries[-1].end if self.boundaries else 0)
+        last = self.window[-1].index
+        if candidate < first:
+            return None  # inside the previous boundary: already measured
+        lo, hi = max(first, candidate - self.reach), min(last, candidate + self.reach)
+
+        # Seed: the strongest change near the candidate (a content detector may be a frame or two off).
+        seed = max(range(max(lo, candidate - 2), min(hi, candidate + 2) + 1), key=lambda i: frames[i].change)
+        before = [frames[i] for i in range(max(first, lo - self.baseline), lo) if i in frames]
+        after = [frames[i] for i in range(hi + 1, min(last, hi + self.baseline) + 1) if i in frames]
+        # A shot too short to measure on one side borrows the level of the other side.
+        limits = self._limits(before or after), self._limits(after or before)
+
+        s = self.settings
+        neighbours = max(
+            frames[seed - 1].change if seed - 1 in frames else 0.0, frames.get(seed + 1, frames[seed]).change
+        )
+        if (
+            frames[seed].change >= s.cut_spike_ratio * neighbours
+            and frames[seed].change > limits[0][0]
+            and not self._dark(frames.get(seed - 1))
+            and not self._dark(frames[seed])
+        ):
+            start = end = seed
+        else:
+            start, end = seed, seed + 1  # frames [start, end) are in the transition...
+            while start - 1 >= lo and self._in_transition(frames, start - 1, limits[0]):
+                start -= 1
+            while end <= hi and self._in_transition(frames, end, limits[1]):
+                end += 1
+            # ...where frame `end` is the first whose change from its predecessor is back to shot level.
+            end -= 1
+            if end < start:
+                end = start
+
+        # A cut must separate two different shots. Compare frames just outside the span, a few on each
+        # side, so that a flash (bright frames, then the same shot again) or a pan is not taken for one.
+        look = self.flash_frames
+        before_frames = [frames[i] for i in range(start - 1, start - 2 - look, -1) if i in frames]
+        after_frames = [frames[i] for i in range(end, end + 1 + look) if i in frames]
+        for a in before_frames:
+            for b in after_frames:
+                if _aligned_difference(a.grey, b.grey) < s.same_shot_difference:
+                    return None
+        if start == end:
+            return Boundary(start, end, "cut")
+        dark = any(self._dark(frames.get(i)) for i in range(start, end))
+        margin = s.margin_frames
+        return Boundary(max(0, start - margin), end + margin, "fade" if dark else "gradual")
+
+    def _limits(self, shot: list[_Signals]) -> tuple[float, float]:
+        """The `change` and `residual` a transition frame must exceed, from one shot's frames."""
+        s = self.settings
+        if not shot:
+            return s.rise_floor, s.rise_floor
+        change = float(np.median([f.change for f in shot]))
+        residual = float(np.median([f.residual for f in shot]))
+        return (
+            max(change * s.rise_ratio, change + s.rise_floor),
+            max(residual * s.rise_ratio, residual + s.rise_floor),
+        )
+
+    def _in_transition(self, frames: dict[int, _Signals], i: int, limits: tuple[float, float]) -> bool:
+        if i not in frames:
+            return False
+        here = frames[i]
+        if self._dark(here):
+            return True
+        previous = frames.get(i - 1)
+        if previous is not None and previous.luma > 0:
+            ramp = abs(here.luma - previous.luma) / max(previous.luma, here.luma)
+            if ramp > self.settings.luma_ramp:
+                return True
+        if here.residual > limits[1]:
+            return True
+        # Plain change also rises with camera motion: count it only where global motion explains little
+        # of it (a dissolve or a wipe over moving shots).
+        return here.change > limits[0] and here.residual >= self.settings.unexplained_share * here.change
+
+    def _dark(self, signals: _Signals | None) -> bool:
+        return signals is not None and signals.luma < self.settings.black_level
+
+
+def _aligned_difference(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean absolute difference of two grey thumbnails after undoing their global shift."""
+    (dx, dy), _ = cv2.phaseCorrelate(a, b)
+    height, width = a.shape
+    if abs(dx) > width / 2 or abs(dy) > height / 2:
+        dx = dy = 0.0
+    shift = np.float32([[1, 0, -dx], [0, 1, -dy]])
+    aligned = cv2.warpAffine(b, shift, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    border_x, border_y = int(abs(dx)) + 1, int(abs(dy)) + 1
+    inner = (slice(border_y, height - border_y), slice(border_x, width - border_x))
+    if aligned[inner].size == 0:
+        return float(np.abs(aligned - a).mean())
+    return float(np.abs(aligned[inner] - a[inner]).mean())
+
+
+def _merge(a: Boundary, b: Boundary) -> Boundary:
+    kinds = {a.kind, b.kind}
+    kind = "fade" if "fade" in kinds else "gradual" if "gradual" in kinds else "cut"
+    return Boundary(min(a.start, b.start), max(a.end, b.end), kind)

@@ -1,0 +1,135 @@
+"""The splitter against generated videos whose cuts, transitions and shots are known frame by frame."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from curation.config import SplitConfig
+from curation.scene_detection import scan_video
+from curation.split import split_video
+from curation.synthetic import Shot, SyntheticVideo, Transition, make_video, sample_timeline
+
+# Every kind of shot and transition the issue names: hard cuts, a dissolve, a fade through black, a wipe,
+# a fast pan and a flash that are not cuts, a static shot, a shot shorter than the minimum, a long shot.
+TIMELINES = {
+    "sample": sample_timeline(),
+    "mixed": [
+        Shot("static", 3.0),
+        Transition("cut"),
+        Shot("pan", 4.0, speed=9.0),
+        Transition("dissolve", 1.0),
+        Shot("moving", 3.0, speed=2.0, flash_at=1.5),
+        Transition("fade", 0.8),
+        Shot("text", 2.5),
+        Transition("cut"),
+        Shot("moving", 3.0, speed=4.0),
+    ],
+}
+
+
+@pytest.fixture(scope="module", params=sorted(TIMELINES))
+def video(request, tmp_path_factory) -> SyntheticVideo:
+    folder = tmp_path_factory.mktemp(request.param)
+    return make_video(folder / f"{request.param}.mp4", TIMELINES[request.param], seed=len(request.param))
+
+
+def decode(path: Path) -> list[np.ndarray]:
+    with av.open(str(path)) as container:
+        return [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+
+
+def test_every_hard_cut_found_within_one_frame(video):
+    boundaries = scan_video(video.path, SplitConfig()).boundaries
+    for cut in video.hard_cuts:
+        assert any(b.kind == "cut" and abs(b.start - cut) <= 1 for b in boundaries), (cut, boundaries)
+
+
+def test_no_false_cut_inside_a_shot(video):
+    """Every boundary lies on a true transition: pans, flashes and moving objects cut nothing."""
+    truth = video.transitions
+    for boundary in scan_video(video.path, SplitConfig()).boundaries:
+        assert any(boundary.start <= t.end + 1 and t.start - 1 <= max(boundary.end, boundary.start) for t in truth), (
+            boundary,
+            truth,
+        )
+    assert len(scan_video(video.path, SplitConfig()).boundaries) == len(truth)
+
+
+def test_gradual_transitions_are_covered_whole(video):
+    boundaries = scan_video(video.path, SplitConfig()).boundaries
+    for transition in video.transitions:
+        if transition.kind == "cut":
+            continue
+        assert any(b.start <= transition.start and transition.end <= b.end for b in boundaries), (
+            transition,
+            boundaries,
+        )
+
+
+@pytest.mark.parametrize("reencode", [False, True], ids=["stream-copy", "reencode"])
+def test_clips_hold_one_shot_and_their_recorded_frames(video, reencode, tmp_path):
+    config = SplitConfig(reencode=reencode)
+    result = split_video(video.path, tmp_path / "clips", tmp_path, config)
+    assert result.clips
+    source_frames = decode(video.path)
+    for clip in result.clips:
+        shots = {video.shot_at(frame) for frame in range(clip.start_frame, clip.end_frame)}
+        assert len(shots) == 1 and None not in shots, (clip, video.shots)  # one shot, no transition frame
+        frames = decode(tmp_path / clip.path)
+        assert len(frames) == clip.num_frames == clip.end_frame - clip.start_frame
+        assert clip.num_frames >= config.min_seconds * video.fps
+        # The record's range is what was written: the clip's frames are the source's frames there.
+        tolerance = 6.0 if reencode else 0.0
+        for offset in (0, clip.num_frames // 2, clip.num_frames - 1):
+            expected = source_frames[clip.start_frame + offset].astype(float)
+            assert np.abs(frames[offset].astype(float) - expected).mean() <= tolerance
+
+
+def test_wipe_between_moving_shots_is_trimmed(tmp_path):
+    timeline = [Shot("moving", 3.0, speed=3.0), Transition("wipe", 0.5), Shot("moving", 3.0, speed=1.5)]
+    video = make_video(tmp_path / "wipe.mp4", timeline)
+    boundaries = scan_video(video.path, SplitConfig()).boundaries
+    wipe = video.transitions[0]
+    assert any(b.start <= wipe.start and wipe.end <= b.end for b in boundaries), boundaries
+
+
+def test_length_policy_drops_short_and_chunks_long(tmp_path):
+    timeline = [
+        Shot("moving", 1.0),
+        Transition("cut"),
+        Shot("moving", 25.0, speed=1.0),
+        Transition("cut"),
+        Shot("static", 3.0),
+    ]
+    video = make_video(tmp_path / "long.mp4", timeline, keyframe_seconds=1.0)
+    config = SplitConfig(min_seconds=2.0, max_seconds=10.0, reencode=True)
+    result = split_video(video.path, tmp_path / "clips", tmp_path, config)
+    lengths = [clip.num_frames for clip in result.clips]
+    long_shot = video.shots[1]
+    assert lengths[:3] == [200, 200, 200] and long_shot.end - long_shot.start == 600  # 25 s -> 3 equal chunks
+    assert [c.transition_before for c in result.clips[:3]] == ["cut", "chunk", "chunk"]
+    assert lengths[3] == 72  # the static shot
+    assert result.counts["scenes_too_short"] == 1  # the 1 s shot
+    assert all(clip.start_frame >= long_shot.start for clip in result.clips)
+
+
+def test_stream_copy_starts_on_a_keyframe_inside_the_scene(tmp_path):
+    timeline = [Shot("moving", 3.0), Transition("cut"), Shot("moving", 5.0, speed=3.0)]
+    video = make_video(tmp_path / "gop.mp4", timeline, keyframe_seconds=2.0)
+    result = split_video(video.path, tmp_path / "clips", tmp_path, SplitConfig())
+    second = result.clips[-1]
+    assert second.start_frame == 96  # first keyframe (every 48 frames) after the cut at 72
+    assert second.written_by == "copy"
+
+
+def test_keys_are_stable_across_reruns(tmp_path):
+    video = make_video(tmp_path / "stable.mp4", sample_timeline())
+    first = split_video(video.path, tmp_path / "a", tmp_path, SplitConfig())
+    second = split_video(video.path, tmp_path / "b", tmp_path, SplitConfig())
+    assert [c.key for c in first.clips] == [c.key for c in second.clips]
+    assert len({c.key for c in first.clips}) == len(first.clips)
+    assert all("." not in c.key and "/" not in c.key for c in first.clips)
