@@ -85,6 +85,10 @@ def open_video(path: Path) -> av.container.InputContainer:
     try:
         return av.open(str(path), mode="r", metadata_errors="ignore")
     except av.error.InvalidDataError:
+        with open(path, "rb") as file:
+            header = file.read(12)
+        if header[4:8] == b"ftyp":  # an MP4/MOV whose index cannot be read: usually a cut-off download
+            raise VideoError("damaged or truncated MP4/MOV file (its index cannot be read)") from None
         raise VideoError("not a video file (FFmpeg cannot recognise its format)") from None
     except av.error.FFmpegError as error:
         raise VideoError(f"cannot be opened: {_ffmpeg_reason(error)}") from None
