@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from curation.config_io import StrictModel
 
@@ -41,10 +41,14 @@ class VideoModelConfig(StrictModel):
     num_frames: int = Field(14, ge=1)
     edm: EDMConfig = EDMConfig()
 
-    @model_validator(mode="after")
-    def _resolve_parameterisation(self) -> VideoModelConfig:
+    def resolved_parameterisation(self) -> ParameterisationName:
+        """The parameterisation to train with: the configured one, or the base's own; refuses mismatches.
+
+        A method rather than a validator: `--set` overrides are validated one at a time, and a cross-field
+        check would trip over the state between two of them.
+        """
         if self.parameterisation is None:
-            self.parameterisation = "edm" if self.base_kind == "svd" else "backbone"
+            return "edm" if self.base_kind == "svd" else "backbone"
         if self.parameterisation == "backbone" and self.base_kind == "svd":
             raise ValueError(
                 "parameterisation backbone needs an SD backbone (base_kind sd); SVD checkpoints were trained with edm"
@@ -55,4 +59,4 @@ class VideoModelConfig(StrictModel):
                 f"parameterisation edm with a frozen SD backbone (freeze {self.freeze}): the frozen layers only "
                 "understand SD's discrete timesteps; use parameterisation backbone, or freeze all"
             )
-        return self
+        return self.parameterisation

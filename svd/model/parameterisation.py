@@ -153,7 +153,7 @@ def make_parameterisation(
     config: VideoModelConfig, scheduler_config: Mapping[str, Any] | None = None
 ) -> Parameterisation:
     """The parameterisation `config` names; `backbone` needs the SD scheduler config (in `inflated_from.json`)."""
-    if config.parameterisation == "edm":
+    if config.resolved_parameterisation() == "edm":
         edm: EDMConfig = config.edm
         return EDM(edm.p_mean, edm.p_std)
     if scheduler_config is None:
