@@ -183,7 +183,7 @@ def sample_video(path, seed, verbose, quiet) -> None:
     default=14,
     show_default=True,
     type=click.IntRange(min=1),
-    help="Frame count stored in the config (the default of diffusers' pipeline).",
+    help="Frame count stored in the UNet config: diffusers' pipeline generates this many by default.",
 )
 @click.option(
     "--dtype",

@@ -95,7 +95,9 @@ class ImageConditioner:
         self, images: Tensor, noise_aug_strength: float | Tensor, *, generator: torch.Generator | None = None
     ) -> Tensor:
         """(batch, 3, H, W) pixels in [-1, 1] -> (batch, C, H/8, W/8) latents of the noise-augmented frames."""
-        noise = torch.randn(images.shape, generator=generator, device=generator.device if generator else images.device)
+        noise = torch.randn(
+            images.shape, generator=generator, device=generator.device if generator is not None else images.device
+        )
         strength = torch.as_tensor(noise_aug_strength, dtype=images.dtype, device=images.device).reshape(-1, 1, 1, 1)
         augmented = images + strength * noise.to(images.device)
         parameter = next(self.vae.parameters())

@@ -101,7 +101,7 @@ def check_inflatable(config: Mapping[str, Any]) -> None:
     for key, (required, why) in _FIXED_IN_SVD.items():
         value = config.get(key, required)
         if value != required:
-            raise UnsupportedUNetError(f"{key} is {value!r}, but {why} ({key} {required!r})")
+            raise UnsupportedUNetError(f"{key} is {value!r}, but {why}")
     for key in ("only_cross_attention", "mid_block_only_cross_attention"):
         value = config.get(key)
         if value is not None and any(value if isinstance(value, (list, tuple)) else [value]):

@@ -7,6 +7,7 @@ anything heavy is read, so a wrong path gives one line that says what the folder
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,7 +50,7 @@ def load_sd_unet(
 ) -> tuple[UNet2DConditionModel, dict[str, Any] | None]:
     """An SD `UNet2DConditionModel` and its pipeline's scheduler config (None when there is none beside it).
 
-    `source`: a diffusers UNet folder, an SD pipeline folder (its `unet/` is used) or a hub id of either kind.
+    `source`: a diffusers UNet folder, an SD pipeline folder (its `unet/` is used) or the hub id of an SD pipeline.
     """
     path = Path(source)
     if path.exists():
@@ -69,19 +70,14 @@ def load_sd_unet(
         return _from_pretrained(UNet2DConditionModel, str(unet_dir), None, dtype), scheduler
     if not _HUB_ID.match(source):
         raise ModelSourceError(f"{source}: no such folder (and not a hub id like stabilityai/stable-diffusion-2-1)")
-    # A hub id names a pipeline (unet/ inside) or, failing that, a bare UNet repository.
-    subfolder = "unet"
-    try:
-        config = UNet2DConditionModel.load_config(source, subfolder=subfolder)
-    except OSError:
-        subfolder = None
-        config = _hub(lambda: UNet2DConditionModel.load_config(source), source)
+    # A hub id names an SD pipeline repository; its unet/ is used.
+    config = _hub(lambda: UNet2DConditionModel.load_config(source, subfolder="unet"), source)
     _check_class_name(config.get("_class_name"), "UNet2DConditionModel", source)
     try:
-        scheduler = dict(DDPMScheduler.load_config(source, subfolder="scheduler")) if subfolder else None
+        scheduler = dict(DDPMScheduler.load_config(source, subfolder="scheduler"))
     except OSError:
         scheduler = None
-    return _from_pretrained(UNet2DConditionModel, source, subfolder, dtype), scheduler
+    return _from_pretrained(UNet2DConditionModel, source, "unet", dtype), scheduler
 
 
 def load_svd(
@@ -136,6 +132,8 @@ def _hub(load, source: str):
         return load()
     except OSError as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+            first += " (HF_HUB_OFFLINE is set: only the local cache is read)"
         raise ModelSourceError(f"{source}: cannot be loaded: {first}") from None
 
 

@@ -60,7 +60,9 @@ class EDM:
         self.p_std = p_std
 
     def sample_levels(self, batch_size, *, generator=None, device="cpu") -> Tensor:
-        normal = torch.randn(batch_size, generator=generator, device=generator.device if generator else device)
+        normal = torch.randn(
+            batch_size, generator=generator, device=generator.device if generator is not None else device
+        )
         return (self.p_mean + self.p_std * normal).exp().to(device)
 
     @staticmethod
@@ -115,7 +117,7 @@ class Backbone:
         self.alphas_cumprod: Tensor = scheduler.alphas_cumprod.clone()
 
     def sample_levels(self, batch_size, *, generator=None, device="cpu") -> Tensor:
-        where = generator.device if generator else device
+        where = generator.device if generator is not None else device
         return torch.randint(0, self.num_train_timesteps, (batch_size,), generator=generator, device=where).to(device)
 
     def _scales(self, timesteps: Tensor, like: Tensor) -> tuple[Tensor, Tensor]:
