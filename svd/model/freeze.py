@@ -5,6 +5,10 @@
                (the fps / motion bucket / noise augmentation embedding, which an inflated SD lacks)
 `all`          everything: the SVD paper's full finetune
 
+On an inflated SD, `temporal` leaves the conditioning-latent channels of `conv_in` and `add_embedding` at
+zero, so the conditioning image latent and the added time ids have no effect: right for text-to-video
+pretraining; image-to-video from an inflated SD needs `temporal+io` (or `all`).
+
 Frozen parameters get `requires_grad=False` and must not be handed to the optimizer: then they hold no
 gradient and no optimizer state, and weight decay cannot move them. Build the optimizer from
 `apply_freeze`'s return value.
