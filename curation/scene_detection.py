@@ -57,7 +57,7 @@ def scan_video(path: str | Path, config: SplitConfig) -> SceneScan:
     keyframes: list[int] = []
     truncated = None
     try:
-        for frame in decode_scaled(Path(path), config.detect_width, info):
+        for frame in decode_scaled(Path(path), config.detect_width):
             pts.append(frame.pts)
             if frame.key_frame:
                 keyframes.append(frame.index)

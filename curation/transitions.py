@@ -154,9 +154,7 @@ class BoundaryRefiner:
         limits = self._limits(before or after), self._limits(after or before)
 
         s = self.settings
-        neighbours = max(
-            frames[seed - 1].change if seed - 1 in frames else 0.0, frames.get(seed + 1, frames[seed]).change
-        )
+        neighbours = max(frames[i].change if i in frames else 0.0 for i in (seed - 1, seed + 1))
         if (
             frames[seed].change >= s.cut_spike_ratio * neighbours
             and frames[seed].change > limits[0][0]

@@ -13,9 +13,6 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-# Frame-rate spread (max/min of frame durations) above which a stream counts as variable frame rate.
-VFR_SPREAD = 1.05
-
 
 class VideoError(Exception):
     """A source that cannot be used, with a message a user can act on (the caller adds the path)."""
@@ -94,7 +91,7 @@ def open_video(path: Path) -> av.container.InputContainer:
         raise VideoError(f"cannot be opened: {_ffmpeg_reason(error)}") from None
 
 
-def decode_scaled(path: Path, width: int, info: VideoInfo) -> Iterator[DecodedFrame]:
+def decode_scaled(path: Path, width: int) -> Iterator[DecodedFrame]:
     """Decode every frame once, scaled by FFmpeg's scaler to `width` px wide (aspect kept, even height).
 
     Raises TruncatedVideo after the last good frame if the stream breaks off, so callers can keep what
