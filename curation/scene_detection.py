@@ -19,6 +19,7 @@ from scenedetect.detector import FlashFilter
 from scenedetect.detectors import AdaptiveDetector, ContentDetector, ThresholdDetector
 
 from curation.config import DetectorConfig, SplitConfig
+from curation.prefetch import prefetch
 from curation.transitions import Boundary, BoundaryRefiner, TransitionSettings
 from curation.video_io import TruncatedVideo, VideoInfo, decode_scaled, probe
 
@@ -57,7 +58,7 @@ def scan_video(path: str | Path, config: SplitConfig) -> SceneScan:
     keyframes: list[int] = []
     truncated = None
     try:
-        for frame in decode_scaled(Path(path), config.detect_width):
+        for frame in prefetch(decode_scaled(Path(path), config.detect_width)):
             pts.append(frame.pts)
             if frame.key_frame:
                 keyframes.append(frame.index)

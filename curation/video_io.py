@@ -9,6 +9,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 
 log = logging.getLogger(__name__)
@@ -110,8 +111,7 @@ def decode_scaled(path: Path, width: int) -> Iterator[DecodedFrame]:
                     pts = index
                 else:
                     pts = frame.pts
-                image = frame.reformat(width=scaled_w, height=scaled_h, format="bgr24", interpolation="AREA")
-                yield DecodedFrame(index, pts, bool(frame.key_frame), image.to_ndarray())
+                yield DecodedFrame(index, pts, bool(frame.key_frame), _scaled_bgr(frame, scaled_w, scaled_h))
                 index += 1
         except av.error.FFmpegError as error:
             if index == 0:
@@ -119,6 +119,46 @@ def decode_scaled(path: Path, width: int) -> Iterator[DecodedFrame]:
             raise TruncatedVideo(index, _ffmpeg_reason(error)) from None
     if index == 0:
         raise VideoError("video stream holds no decodable frame")
+
+
+def _scaled_bgr(frame: av.VideoFrame, width: int, height: int) -> np.ndarray:
+    """The frame as a small BGR image, area-averaged (no aliasing, so small changes stay visible).
+
+    For 8-bit 4:2:0 frames (nearly every H.264/HEVC/VP9/AV1 source) the planes are scaled with OpenCV and
+    converted after scaling: several times cheaper than FFmpeg's area scaler, which costs as much as
+    decoding a 720p frame. Other pixel formats go through FFmpeg.
+    """
+    if frame.format.name in _I420_FORMATS and width % 2 == 0 and height % 2 == 0:
+        sizes = ((width, height), (width // 2, height // 2), (width // 2, height // 2))
+        scaled = [_shrink(_plane(plane), size) for plane, size in zip(frame.planes, sizes, strict=True)]
+        i420 = np.concatenate([plane.ravel() for plane in scaled]).reshape(height * 3 // 2, width)
+        return cv2.cvtColor(i420, cv2.COLOR_YUV2BGR_I420)
+    return frame.reformat(width=width, height=height, format="bgr24", interpolation="AREA").to_ndarray()
+
+
+_I420_FORMATS = ("yuv420p", "yuvj420p")
+
+
+def _shrink(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Average `image` down to `size` (width, height), cheaply and without aliasing.
+
+    OpenCV's area filter costs 2-3 ms a frame at non-integer factors (1080p or 4K to 256 px), more than
+    decoding. Halving with bilinear steps (each an exact 2x2 mean), then one bilinear step to twice the
+    size and a 2x2 area step, costs 0.1-0.5 ms and stays within 2 grey levels of the area filter even on
+    pixel noise.
+    """
+    width, height = size
+    while image.shape[1] >= 4 * width and image.shape[0] >= 4 * height:
+        image = cv2.resize(image, (image.shape[1] // 2, image.shape[0] // 2), interpolation=cv2.INTER_LINEAR)
+    if image.shape[1] >= 2 * width and image.shape[0] >= 2 * height:
+        image = cv2.resize(image, (2 * width, 2 * height), interpolation=cv2.INTER_LINEAR)
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+
+
+def _plane(plane: av.video.plane.VideoPlane) -> np.ndarray:
+    """A view of one plane's pixels, without the padding at the end of each line."""
+    rows = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)
+    return rows[:, : plane.width]
 
 
 class TruncatedVideo(Exception):
