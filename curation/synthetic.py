@@ -83,8 +83,12 @@ def make_video(
     keyframe_seconds: float = 2.0,
     seed: int = 0,
     codec: str = "libx264",
+    pix_fmt: str = "yuv420p",
 ) -> SyntheticVideo:
-    """Render `timeline` (shots, with transitions between them; a missing transition is a hard cut)."""
+    """Render `timeline` (shots, with transitions between them; a missing transition is a hard cut).
+
+    Odd frame sizes need a `pix_fmt` without chroma subsampling (e.g. yuv444p): 4:2:0 cannot hold them.
+    """
     path = Path(path)
     width, height = size
     shots, transitions, plan = _plan(timeline, fps)
@@ -94,7 +98,9 @@ def make_video(
         for step in plan:
             yield step.render(renderers)
 
-    num_frames = write_frames(path, frames(), fps, width, height, codec=codec, keyframe_seconds=keyframe_seconds)
+    num_frames = write_frames(
+        path, frames(), fps, width, height, codec=codec, keyframe_seconds=keyframe_seconds, pix_fmt=pix_fmt
+    )
     return SyntheticVideo(
         path=path,
         fps=fps,
@@ -131,13 +137,14 @@ def write_frames(
     height: int,
     codec: str = "libx264",
     keyframe_seconds: float = 2.0,
+    pix_fmt: str = "yuv420p",
 ) -> int:
     """Encode RGB frames with PyAV; keyframes every `keyframe_seconds` and nowhere else."""
     gop = max(1, round(keyframe_seconds * fps))
     count = 0
     with av.open(str(path), "w") as container:
         stream = container.add_stream(codec, rate=_fraction(fps))
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
         if codec == "libx264":
             stream.options = {
                 "crf": "18",

@@ -81,6 +81,28 @@ def test_odd_tiny_sizes_and_names(tmp_path):
         assert all(c.key.isascii() and " " not in c.key for c in result.clips)
 
 
+@pytest.mark.parametrize("size", [(97, 65), (33, 17)])
+def test_odd_frame_sizes(tmp_path, size):
+    """4:2:0 cannot hold odd sizes; such sources exist in 4:4:4. Stream copy keeps the size, re-encoding
+    to 4:2:0 drops the last row or column, and each record says what was written.
+
+    At 33x17 moving objects fill the frame and the cut signals lose meaning, so only the writing is checked.
+    """
+    video = make_video(tmp_path / "odd.mp4", TWO_SHOTS, size=size, pix_fmt="yuv444p")
+    for reencode in (False, True):
+        result = split_video(video.path, tmp_path / f"clips{reencode}", tmp_path, SplitConfig(reencode=reencode))
+        assert result.clips
+        if size[1] > 32:
+            assert [c.scene_start_frame for c in result.clips] == [0, video.shots[1].start]
+        expected = (size[0] // 2 * 2, size[1] // 2 * 2) if reencode else size
+        for clip in result.clips:
+            assert (clip.width, clip.height) == expected
+            with av.open(str(tmp_path / clip.path)) as written:
+                frames = list(written.decode(video=0))
+            assert (frames[0].width, frames[0].height) == expected
+            assert len(frames) == clip.num_frames
+
+
 def test_rotation_metadata_is_kept(tmp_path):
     path = tmp_path / "portrait.mp4"
     video = make_video(path, TWO_SHOTS)
