@@ -113,7 +113,7 @@ def make_video(
 
 
 def sample_timeline() -> list[Shot | Transition]:
-    """The README's demo: several shots, motion, a static part, text, dissolves, a fade and a short shot."""
+    """The README's demo: several shots, motion, a static part, text, a dissolve, a fade, a wipe, a short shot."""
     return [
         Shot("moving", 4.0, speed=2.5),
         Transition("cut"),
@@ -124,7 +124,7 @@ def sample_timeline() -> list[Shot | Transition]:
         Shot("pan", 4.0, speed=6.0, flash_at=2.0),
         Transition("cut"),
         Shot("moving", 1.0, speed=3.0),
-        Transition("dissolve", 0.5),
+        Transition("wipe", 0.5),
         Shot("moving", 14.0, speed=1.5),
     ]
 

@@ -6,6 +6,7 @@ cheap per-frame signals around each candidate and returns the span of frames tha
 
 - `change`: mean absolute difference of consecutive thumbnails (what content detectors see);
 - `residual`: the same after compensating global motion by phase correlation, so a camera pan is quiet;
+- `local`: the largest change of any cell of a coarse grid, so the moving edge of a wipe stands out;
 - `luma`: mean brightness, for fades through black.
 
 A frame is part of the transition while it is dark, while brightness ramps (a fade), or while either
@@ -30,6 +31,7 @@ class TransitionSettings:
     """Thresholds of the refiner; all differences are in 8-bit grey levels of small thumbnails."""
 
     thumb_width: int = 64
+    grid: tuple[int, int] = (8, 6)  # cells across and down for the `local` signal
     max_transition_seconds: float = 1.0  # longest transition measured; also how far a candidate may be off
     baseline_seconds: float = 0.5  # shot level is the median over this long, beyond the transition window
     rise_ratio: float = 1.5  # a frame is in a transition if a difference exceeds ratio * shot level...
@@ -59,6 +61,7 @@ class _Signals:
     luma: float
     change: float  # against the previous frame
     residual: float  # against the previous frame, after global motion compensation
+    local: float  # the largest change of one grid cell against the previous frame
 
 
 class BoundaryRefiner:
@@ -84,12 +87,14 @@ class BoundaryRefiner:
         height = max(2, round(image_bgr.shape[0] * width / image_bgr.shape[1]))
         thumb = cv2.resize(image_bgr, (width, height), interpolation=cv2.INTER_AREA)
         grey = cv2.cvtColor(thumb, cv2.COLOR_BGR2GRAY).astype(np.float32)
-        change = residual = 0.0
+        change = residual = local = 0.0
         if self.window:
             previous = self.window[-1]
             change = float(np.abs(grey - previous.grey).mean())
             residual = min(change, _aligned_difference(previous.grey, grey))  # no shift is an alignment too
-        signals = _Signals(index, grey, float(grey.mean()), change, residual)
+            cells = cv2.resize(np.abs(grey - previous.grey), self.settings.grid, interpolation=cv2.INTER_AREA)
+            local = float(cells.max())
+        signals = _Signals(index, grey, float(grey.mean()), change, residual, local)
         self._track_darkness(signals)
         self.window.append(signals)
         self._settle(until=index - self.horizon)
@@ -115,7 +120,7 @@ class BoundaryRefiner:
             self.dark_runs.append(Boundary(self.dark_since, self.window[-1].index + 1, "fade"))
         merged: list[Boundary] = []
         for boundary in sorted(self.boundaries + self.dark_runs, key=lambda b: (b.start, b.end)):
-            if merged and boundary.start <= merged[-1].end:
+            if merged and boundary.start <= merged[-1].end + self.settings.margin_frames:  # nothing usable between
                 merged[-1] = _merge(merged[-1], boundary)
             else:
                 merged.append(boundary)
@@ -188,19 +193,15 @@ class BoundaryRefiner:
         margin = s.margin_frames
         return Boundary(max(0, start - margin), end + margin, "fade" if dark else "gradual")
 
-    def _limits(self, shot: list[_Signals]) -> tuple[float, float]:
-        """The `change` and `residual` a transition frame must exceed, from one shot's frames."""
+    def _limits(self, shot: list[_Signals]) -> tuple[float, float, float]:
+        """The `change`, `residual` and `local` a transition frame must exceed, from one shot's frames."""
         s = self.settings
         if not shot:
-            return s.rise_floor, s.rise_floor
-        change = float(np.median([f.change for f in shot]))
-        residual = float(np.median([f.residual for f in shot]))
-        return (
-            max(change * s.rise_ratio, change + s.rise_floor),
-            max(residual * s.rise_ratio, residual + s.rise_floor),
-        )
+            return s.rise_floor, s.rise_floor, s.rise_floor
+        levels = (float(np.median([getattr(f, name) for f in shot])) for name in ("change", "residual", "local"))
+        return tuple(max(level * s.rise_ratio, level + s.rise_floor) for level in levels)
 
-    def _in_transition(self, frames: dict[int, _Signals], i: int, limits: tuple[float, float]) -> bool:
+    def _in_transition(self, frames: dict[int, _Signals], i: int, limits: tuple[float, float, float]) -> bool:
         if i not in frames:
             return False
         here = frames[i]
@@ -215,7 +216,8 @@ class BoundaryRefiner:
             return True
         # Plain change also rises with camera motion: count it only where global motion explains little
         # of it (a dissolve or a wipe over moving shots).
-        return here.change > limits[0] and here.residual >= self.settings.unexplained_share * here.change
+        unexplained = here.residual >= self.settings.unexplained_share * here.change
+        return unexplained and (here.change > limits[0] or here.local > limits[2])
 
     def _dark(self, signals: _Signals | None) -> bool:
         return signals is not None and signals.luma < self.settings.black_level
