@@ -1,8 +1,12 @@
-"""`svd curate`: compose the curation stages over many sources and write the output contract.
+"""`svd curate`: the curation stages as one streaming Ray Data job, and the output contract it writes.
 
-For now the stages run in a plain loop on this machine; the Ray Data job (streaming stages, actor pools,
-resume) replaces the loop without changing what is written. Outputs, in OUT:
-clips/KEY.mp4, clips.parquet, errors.jsonl, summary.json, config.yaml (see README).
+Sources go in as paths (never as bytes through Ray's object store); each split task writes its clip files
+to OUT/clips/ and passes on small records. Records stream back to this driver, which files each input's
+result in OUT/.work/ once all of its clips are through (see `journal.py`). At the end the shards, the
+parquet table, errors.jsonl and summary.json are written from those files. Running the same command on
+the same OUT resumes: finished inputs are skipped, and the end state is that of an uninterrupted run.
+Outputs in OUT: shards/, clips.parquet, errors.jsonl, summary.json, config.yaml (see README); clips/ holds
+the clip files the shards were made from.
 """
 
 from __future__ import annotations
@@ -10,17 +14,23 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import ray.data
+import yaml
 
-from curation.config import CurationConfig
+from curation.config import CurationConfig, SplitConfig
 from curation.config_io import save_config
 from curation.progress import track
 from curation.split import split_video
 from curation.video_io import VideoError
+from pipelines.journal import WORK_FOLDER, InputResult, RunJournal
+from pipelines.ray_runtime import ray_session
+from pipelines.shards import ShardWriter, clear_shards
 
 log = logging.getLogger(__name__)
 
@@ -81,31 +91,136 @@ def check_stages(config: CurationConfig) -> None:
         raise InputError(f"stage(s) {', '.join(enabled)} not available yet: run with {switches}")
 
 
-def run_curation(inputs: list[Path], output_dir: Path, config: CurationConfig) -> CurationResult:
-    """Split every input into clips and write the outputs; a bad input becomes a line of errors.jsonl."""
+def run_curation(
+    inputs: list[Path], output_dir: Path, config: CurationConfig, address: str | None = None, restart: bool = False
+) -> CurationResult:
+    """Curate `inputs` into `output_dir`; a bad input becomes a line of errors.jsonl, never a failed job."""
     check_stages(config)
+    output_dir = output_dir.absolute()
+    prepare_output(output_dir, config, restart)
+    journal = RunJournal(output_dir)
+    sources = [str(path.absolute()) for path in inputs]  # Ray workers may run in another folder
+    pending = [source for source in sources if not journal.is_done(source)]
+    if len(pending) < len(sources):
+        log.info("resuming %s: %d of %d inputs already done", output_dir, len(sources) - len(pending), len(sources))
+    if pending:
+        with ray_session(address):
+            for result in track(stream_results(pending, output_dir, config), len(pending), "curate", "videos"):
+                journal.record(result)
+    return write_outputs([journal.load(source) for source in sources], output_dir, config)
+
+
+def prepare_output(output_dir: Path, config: CurationConfig, restart: bool) -> None:
+    """Start a new OUT, or check that the run in it has this config (else refuse, or wipe it with restart)."""
+    saved = output_dir / "config.yaml"
+    if saved.is_file() and not restart:
+        previous = yaml.safe_load(saved.read_text(encoding="utf-8"))
+        current = config.model_dump(mode="json")
+        changed = sorted(_differences(previous, current))
+        if changed:
+            raise InputError(
+                f"{output_dir} holds a run with another config (differs in {', '.join(changed[:5])}): "
+                "pass --restart to discard it and start again, or choose another -o"
+            )
+    elif restart:
+        for name in (WORK_FOLDER, "shards", "clips"):
+            shutil.rmtree(output_dir / name, ignore_errors=True)
+        for name in ("clips.parquet", "errors.jsonl", "summary.json", "report.html", "config.yaml"):
+            (output_dir / name).unlink(missing_ok=True)
     output_dir.mkdir(parents=True, exist_ok=True)
-    save_config(config, output_dir / "config.yaml")
-    clips_dir = output_dir / "clips"
-    rows: list[dict] = []
-    errors: list[dict] = []
-    counts: dict[str, int] = {"inputs": len(inputs)}
-    for source in track(inputs, total=len(inputs), description="split", unit="videos"):
-        try:
-            result = split_video(source, clips_dir, output_dir, config.split)
-        except VideoError as error:
-            log.warning("%s: %s", source, error)
-            errors.append({"input": str(source), "error": str(error)})
-            continue
+    save_config(config, saved)
+
+
+def stream_results(sources: list[str], output_dir: Path, config: CurationConfig):
+    """Run the stages on Ray and yield each input's `InputResult` as soon as all of its clips are through."""
+    dataset = ray.data.from_items([{"source": source} for source in sources], override_num_blocks=len(sources))
+    dataset = dataset.flat_map(
+        split_stage, fn_kwargs={"output_dir": str(output_dir), "config": config.split}, num_cpus=1
+    )
+    waiting: dict[str, InputResult] = {}
+    for row in dataset.iter_rows():
+        result = waiting.setdefault(row["source"], InputResult(row["source"]))
+        for name, value in json.loads(row["counts"]).items():
+            result.counts[name] = result.counts.get(name, 0) + value
+        if row["error"]:
+            result.error = row["error"]
+        if row["clip"]:
+            result.rows.append(json.loads(row["clip"]))
+        if len(result.rows) == row["clips_in_source"]:
+            yield waiting.pop(row["source"])
+
+
+def split_stage(row: dict, output_dir: str, config: SplitConfig) -> list[dict]:
+    """Ray stage: one source in, one row per clip out (or one row saying why there is none).
+
+    Rows have the same columns whatever happened, so Ray's blocks always share one schema; clip records
+    travel as JSON text.
+    """
+    source, root = row["source"], Path(output_dir)
+    try:
+        result = split_video(source, root / "clips", root, config)
+    except VideoError as error:
+        log.warning("%s: %s", source, error)
+        return [_stage_row(source, 0, error=str(error))]
+    except Exception as error:  # a bug or an input FFmpeg chokes on in a new way: this input fails, the job goes on
+        log.exception("%s: splitting failed", source)
+        return [_stage_row(source, 0, error=f"splitting failed: {type(error).__name__}: {error}")]
+    clips = [{**clip.to_dict(), "kept": True, "reject_reasons": []} for clip in result.clips]
+    if not clips:
+        return [_stage_row(source, 0, counts=result.counts)]
+    return [
+        _stage_row(source, len(clips), clip=clip, counts=result.counts if index == 0 else {})
+        for index, clip in enumerate(clips)
+    ]
+
+
+def _stage_row(source: str, clips_in_source: int, clip: dict | None = None, error: str = "", counts=None) -> dict:
+    return {
+        "source": source,
+        "clips_in_source": clips_in_source,
+        "clip": json.dumps(clip, ensure_ascii=False) if clip else "",
+        "error": error,
+        "counts": json.dumps(counts or {}),
+    }
+
+
+def write_outputs(results: list[InputResult], output_dir: Path, config: CurationConfig) -> CurationResult:
+    """Shards, clips.parquet, errors.jsonl and summary.json from every input's result, in input order."""
+    rows = [row for result in results for row in result.rows]
+    errors = [{"input": result.source, "error": result.error} for result in results if result.error]
+    counts: dict[str, int] = {"inputs": len(results)}
+    for result in results:
         for name, value in result.counts.items():
             counts[name] = counts.get(name, 0) + value
-        rows += [{**clip.to_dict(), "kept": True, "reject_reasons": []} for clip in result.clips]
-    counts["failed_inputs"] = len(errors)
-    counts["kept"] = len(rows)
+    kept = sorted((row for row in rows if row["kept"]), key=lambda row: row["key"])
+    shards = write_shards(kept, output_dir, config)
+    counts.update(failed_inputs=len(errors), kept=len(kept), rejected=len(rows) - len(kept), shards=len(shards))
     _write_parquet(rows, output_dir / "clips.parquet")
     _write_lines(errors, output_dir / "errors.jsonl")
     _write_json({"counts": counts}, output_dir / "summary.json")
-    return CurationResult(clips=len(rows), failed_inputs=len(errors), counts=counts)
+    return CurationResult(clips=len(kept), failed_inputs=len(errors), counts=counts)
+
+
+def write_shards(kept: list[dict], output_dir: Path, config: CurationConfig) -> list[str]:
+    """All shards of the run, rewritten from the records: a resumed run gives the same shards."""
+    folder = output_dir / "shards"
+    clear_shards(folder)
+    writer = ShardWriter(folder, config.output.shard_max_samples, config.output.shard_max_bytes)
+    for row in kept:
+        video = (output_dir / row["path"]).read_bytes()
+        record = {name: value for name, value in row.items() if name not in ("path", "kept", "reject_reasons")}
+        writer.write(row["key"], video, record, row.get("caption") or "")
+    return writer.close()
+
+
+def _differences(old, new, prefix: str = "") -> list[str]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [
+            difference
+            for name in sorted(set(old) | set(new))
+            for difference in _differences(old.get(name), new.get(name), f"{prefix}{name}.")
+        ]
+    return [] if old == new else [prefix.rstrip(".")]
 
 
 def _write_parquet(rows: list[dict], path: Path) -> None:

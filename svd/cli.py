@@ -107,15 +107,16 @@ def curate(inputs, output_dir, config_path, overrides, address, restart, verbose
     from curation.config import CurationConfig
     from curation.config_io import ConfigError, load_config
     from pipelines.curate import InputError, find_inputs, run_curation
+    from pipelines.ray_runtime import ClusterError
 
-    if address is not None:
-        raise UsageProblem("--address: the Ray job is not available yet; svd curate runs on this machine")
     try:
         config = load_config(CurationConfig, config_path, overrides)
         sources = find_inputs(list(inputs))
-        result = run_curation(sources, Path(output_dir), config)
+        result = run_curation(sources, Path(output_dir), config, address=address, restart=restart)
     except (ConfigError, InputError) as error:
         raise UsageProblem(str(error)) from None
+    except ClusterError as error:
+        raise click.ClickException(str(error)) from None
     click.echo(f"{output_dir}: {result.clips} clips from {len(sources) - result.failed_inputs} videos", err=True)
     if result.failed_inputs:
         click.echo(f"{result.failed_inputs} input(s) failed: see {Path(output_dir) / 'errors.jsonl'}", err=True)

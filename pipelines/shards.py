@@ -1,0 +1,80 @@
+"""WebDataset shards of the kept clips: `shard-NNNNNN.tar`, each sample `KEY.mp4`, `KEY.json`, `KEY.txt`.
+
+A shard is written under a temporary name and renamed when complete, so a reader (or a resumed run)
+never sees half a shard. Shards roll over at `max_samples` samples or `max_bytes` bytes, whichever
+comes first (a single clip larger than `max_bytes` gets a shard of its own).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import webdataset as wds
+
+SHARD_PATTERN = "shard-{index:06d}.tar"
+PARTIAL_SUFFIX = ".part"
+_SAFE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")  # WebDataset splits a name at its first dot: keys have none
+
+
+class ShardWriter:
+    """Write samples in order; `close()` finishes the last shard. Returns the shard names written."""
+
+    def __init__(self, folder: Path, max_samples: int, max_bytes: int):
+        self.folder = folder
+        self.max_samples = max_samples
+        self.max_bytes = max_bytes
+        self.index = 0
+        self.written: list[str] = []
+        self._tar: wds.TarWriter | None = None
+        self._samples = 0
+        self._bytes = 0
+        folder.mkdir(parents=True, exist_ok=True)
+
+    def write(self, key: str, video: bytes, record: dict, caption: str) -> None:
+        if not _SAFE_KEY.match(key):
+            raise ValueError(f"unsafe sample key {key!r}: keys are letters, digits, '_' and '-' only")
+        payload = json.dumps(record, ensure_ascii=False, sort_keys=True).encode()
+        size = len(video) + len(payload) + len(caption.encode()) + 3 * 1024  # tar headers
+        if self._tar is not None and (self._samples >= self.max_samples or self._bytes + size > self.max_bytes):
+            self._finish()
+        if self._tar is None:
+            self._start()
+        self._tar.write({"__key__": key, "mp4": video, "json": payload, "txt": caption})
+        self._samples += 1
+        self._bytes += size
+
+    def close(self) -> list[str]:
+        if self._tar is not None:
+            self._finish()
+        return self.written
+
+    def _path(self) -> Path:
+        return self.folder / SHARD_PATTERN.format(index=self.index)
+
+    def _start(self) -> None:
+        # A path, not a file object: the writer opens, owns and closes the file. A fixed mtime makes the
+        # shards of a resumed run byte-identical to those of an uninterrupted one.
+        self._tar = wds.TarWriter(str(self._partial(self._path())), mtime=0)
+        self._samples = self._bytes = 0
+
+    def _finish(self) -> None:
+        self._tar.close()
+        final = self._path()
+        os.replace(self._partial(final), final)
+        self.written.append(final.name)
+        self._tar = None
+        self.index += 1
+
+    @staticmethod
+    def _partial(path: Path) -> Path:
+        return path.with_name(path.name + PARTIAL_SUFFIX)
+
+
+def clear_shards(folder: Path) -> None:
+    """Remove every shard and partial shard, before the shards of a run are (re)written."""
+    if folder.is_dir():
+        for path in folder.glob("shard-*.tar*"):
+            path.unlink()
