@@ -1,0 +1,302 @@
+"""Training data: the WebDataset shards `svd curate` writes, streamed, decoded with PyAV, cut to training clips.
+
+Each sample of a shard is `KEY.mp4` (the clip), `KEY.json` (its record: fps, motion_bucket_id, captions...)
+and `KEY.txt`. One training example is `num_frames` frames taken every `stride` frames from a random start,
+resized to cover `height x width` and centre-cropped, with one caption picked among the clip's CoCa, V-BLIP
+and LLM captions, and the clip's fps (of the sampled frames) and motion bucket for micro-conditioning.
+
+Order and resume. Shards are split between ranks (`shards[rank::world]`) and then between a rank's DataLoader
+workers; each worker loops over epochs of its own shards, reshuffled per epoch from (seed, rank, worker,
+epoch), through a shuffle buffer. Every random choice about a sample (start frame, caption) comes from a
+generator seeded by (seed, rank, worker, index of the sample in the worker's stream), so the stream is a pure
+function of the config: to resume, the main process says how many items it took, and each worker skips its
+share of them before decoding anything. The DataLoader takes items from its workers in turn, which makes
+each worker's share exact.
+
+Broken samples never stop a run: a clip that cannot be decoded, is too short, or lacks its video comes out
+as a `Skipped` item, counted by the main process (`ClipBatches.counts`).
+"""
+
+from __future__ import annotations
+
+import glob
+import io
+import json
+import logging
+import math
+import random
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import av
+import cv2
+import numpy as np
+import torch
+import webdataset as wds
+from braceexpand import braceexpand
+
+from svd.train.config import DataConfig
+
+log = logging.getLogger(__name__)
+
+CAPTION_FIELDS = {"coca": "caption_coca", "vblip": "caption_vblip", "llm": "caption_llm"}
+
+
+@dataclass
+class Skipped:
+    """A sample that gave no training example, and why (`unreadable`, `too_short`, `no_video`)."""
+
+    key: str
+    reason: str
+    detail: str = ""
+
+
+def expand_shards(spec: str | Sequence[str] | None) -> list[str]:
+    """Shard URLs from paths, globs, brace patterns and URLs; ValueError naming the pattern that matched nothing."""
+    if not spec:
+        raise ValueError("data.shards is not set: point it at the shards `svd curate` wrote, e.g. out/shards/*.tar")
+    patterns = [spec] if isinstance(spec, str) else list(spec)
+    urls: list[str] = []
+    for pattern in patterns:
+        for item in braceexpand(pattern):
+            if "://" in item or item.startswith("pipe:"):
+                urls.append(item)
+                continue
+            found = sorted(glob.glob(item)) if glob.has_magic(item) else ([item] if _exists(item) else [])
+            if not found:
+                raise ValueError(f"data.shards: {item} matches no file")
+            urls.extend(found)
+    return urls
+
+
+def _exists(path: str) -> bool:
+    import os
+
+    return os.path.isfile(path)
+
+
+def frame_stride(clip_fps: float, config: DataConfig) -> int:
+    if config.fps is None:
+        return config.stride
+    return max(1, round(clip_fps / config.fps))
+
+
+def pick_caption(record: dict, probabilities: dict[str, float], rng: np.random.Generator) -> tuple[str, str]:
+    """(caption, which) with the configured probabilities over the captions the clip has; ('', 'none') if none.
+
+    Falls back to the shipped `caption` when none of the three captioners left one.
+    """
+    present = {name: p for name, p in probabilities.items() if p > 0 and _text(record.get(CAPTION_FIELDS[name]))}
+    if present:
+        names = list(present)
+        weights = np.array([present[name] for name in names], dtype=np.float64)
+        name = names[rng.choice(len(names), p=weights / weights.sum())]
+        return _text(record.get(CAPTION_FIELDS[name])), name
+    shipped = _text(record.get("caption"))
+    return (shipped, "caption") if shipped else ("", "none")
+
+
+def _text(value) -> str:
+    return value.strip() if isinstance(value, str) else ""
+
+
+def decode_clip(data: bytes, num_frames: int, config: DataConfig, rng: np.random.Generator) -> tuple[np.ndarray, float]:
+    """`num_frames` RGB frames (F, H, W, 3) uint8 every `stride` frames from a random start, and their fps.
+
+    Raises ValueError("too short ...") when the clip has too few frames, av errors when it cannot be decoded.
+    """
+    with av.open(io.BytesIO(data)) as container:
+        stream = container.streams.video[0]
+        clip_fps = float(stream.average_rate or stream.guessed_rate or 0) or 24.0
+        stride = frame_stride(clip_fps, config)
+        span = (num_frames - 1) * stride + 1
+        total = stream.frames  # may be 0 when the container does not say
+        if total and total < span:
+            raise ValueError(f"too short: {total} frames, {span} needed")
+        start = int(rng.integers(0, total - span + 1)) if total else 0
+        wanted = range(start, start + span, stride)
+        frames = []
+        for index, frame in enumerate(container.decode(stream)):
+            if index in wanted:
+                frames.append(resize_crop(frame.to_ndarray(format="rgb24"), config.height, config.width))
+                if len(frames) == num_frames:
+                    break
+    if len(frames) < num_frames:
+        raise ValueError(f"too short: {len(frames)} of {num_frames} frames decoded")
+    return np.stack(frames), clip_fps / stride
+
+
+def resize_crop(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Scale to cover height x width (area filter when shrinking), then crop the centre."""
+    h, w = image.shape[:2]
+    scale = max(height / h, width / w)
+    size = (max(width, math.ceil(w * scale - 1e-6)), max(height, math.ceil(h * scale - 1e-6)))
+    if size != (w, h):
+        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    top, left = (image.shape[0] - height) // 2, (image.shape[1] - width) // 2
+    return np.ascontiguousarray(image[top : top + height, left : left + width])
+
+
+class ClipStream(torch.utils.data.IterableDataset):
+    """One rank's endless stream of training examples (dicts) and `Skipped` items, in a reproducible order."""
+
+    def __init__(
+        self,
+        urls: list[str],
+        config: DataConfig,
+        num_frames: int,
+        *,
+        seed: int,
+        rank: int = 0,
+        world_size: int = 1,
+        num_workers: int = 0,
+        skip: int = 0,
+    ) -> None:
+        self.urls = urls[rank::world_size]
+        if not self.urls:
+            raise ValueError(f"rank {rank} of {world_size} has no shard: {len(urls)} shard(s) for {world_size} ranks")
+        self.config, self.num_frames, self.seed, self.rank = config, num_frames, seed, rank
+        self.num_workers = max(1, num_workers)
+        self.skip = skip
+        self.probabilities = config.captions.model_dump()
+
+    def __iter__(self) -> Iterator[dict | Skipped]:
+        info = torch.utils.data.get_worker_info()
+        # The DataLoader takes items from its workers 0, 1, ... in turn, starting again at 0 on resume: item j of
+        # the stream comes from logical worker j % num_workers, which skips the items it gave before `skip`.
+        worker = ((info.id if info is not None else 0) + self.skip) % self.num_workers
+        urls = self.urls[worker :: self.num_workers]
+        skip = (self.skip - worker + self.num_workers - 1) // self.num_workers
+        for index, sample in enumerate(self._raw_samples(urls, worker)):
+            if index < skip:
+                continue
+            rng = np.random.default_rng([self.seed, self.rank, worker, index])
+            yield self._example(sample, rng)
+
+    def _raw_samples(self, urls: list[str], worker: int) -> Iterator[dict]:
+        """Undecoded samples, shuffled, epoch after epoch (or resampled shards forever)."""
+        for epoch in range(1_000_000_000):
+            rng = random.Random(f"{self.seed}-{self.rank}-{worker}-{epoch}")
+            if self.config.resample:
+                order = [rng.choice(urls) for _ in range(len(urls))]
+            else:
+                order = rng.sample(urls, len(urls))
+            samples = wds.tarfile_to_samples(handler=wds.warn_and_continue)(iter([{"url": u} for u in order]))
+            count = 0
+            for sample in _shuffled(samples, self.config.shuffle_buffer, rng):
+                count += 1
+                yield sample
+            if count == 0:
+                log.warning("worker %d of rank %d: its shards hold no samples; it stops", worker, self.rank)
+                return
+
+    def _example(self, sample: dict, rng: np.random.Generator) -> dict | Skipped:
+        key = sample.get("__key__", "?")
+        try:
+            record = json.loads(sample["json"]) if "json" in sample else {}
+        except ValueError:
+            record = {}
+        if "mp4" not in sample:
+            return Skipped(key, "no_video")
+        try:
+            frames, fps = decode_clip(sample["mp4"], self.num_frames, self.config, rng)
+        except ValueError as error:
+            reason = "too_short" if str(error).startswith("too short") else "unreadable"
+            return Skipped(key, reason, str(error))
+        except (av.error.FFmpegError, IndexError, OSError) as error:  # IndexError: no video stream
+            return Skipped(key, "unreadable", f"{type(error).__name__}: {error}")
+        caption, source = pick_caption(record, self.probabilities, rng)
+        bucket = record.get("motion_bucket_id")
+        return {
+            "key": key,
+            "frames": torch.from_numpy(frames).permute(0, 3, 1, 2),  # (F, 3, H, W) uint8
+            "caption": caption,
+            "caption_source": source,
+            "fps": float(fps),
+            "motion_bucket_id": int(bucket) if bucket is not None else self.config.default_motion_bucket_id,
+            "motion_bucket_default": bucket is None,
+        }
+
+
+def _shuffled(samples: Iterator[dict], size: int, rng: random.Random) -> Iterator[dict]:
+    """A shuffle buffer: keep `size` samples, emit a random one as each new one arrives."""
+    buffer: list[dict] = []
+    for sample in samples:
+        if len(buffer) < size:
+            buffer.append(sample)
+            continue
+        index = rng.randrange(size)
+        buffer[index], sample = sample, buffer[index]
+        yield sample
+    rng.shuffle(buffer)
+    yield from buffer
+
+
+class ClipBatches:
+    """Batches of examples from a `ClipStream` through a DataLoader; counts what was skipped and why.
+
+    `position` is the number of items taken from the stream (examples and skipped ones): what a checkpoint
+    stores to resume the data where it stopped.
+    """
+
+    def __init__(
+        self,
+        config: DataConfig,
+        num_frames: int,
+        batch_size: int,
+        *,
+        seed: int,
+        rank: int = 0,
+        world_size: int = 1,
+        position: int = 0,
+    ) -> None:
+        urls = expand_shards(config.shards)
+        shards_here = len(urls[rank::world_size])
+        workers = min(config.num_workers, shards_here)
+        if workers < config.num_workers:
+            log.info(
+                "%d DataLoader worker(s), not %d: rank %d has %d shard(s)",
+                workers,
+                config.num_workers,
+                rank,
+                shards_here,
+            )
+        self.stream = ClipStream(
+            urls, config, num_frames, seed=seed, rank=rank, world_size=world_size, num_workers=workers, skip=position
+        )
+        self.loader = torch.utils.data.DataLoader(
+            self.stream,
+            batch_size=None,
+            num_workers=workers,
+            persistent_workers=False,
+            prefetch_factor=4 if workers else None,
+        )
+        self.batch_size = batch_size
+        self.position = position
+        self.counts: Counter[str] = Counter()
+        self._items = iter(self.loader)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> dict:
+        examples = []
+        while len(examples) < self.batch_size:
+            item = next(self._items)  # StopIteration: every worker ran dry (shards without samples)
+            self.position += 1
+            if isinstance(item, Skipped):
+                self.counts[f"skipped_{item.reason}"] += 1
+                log.warning("skipped %s (%s): %s", item.key, item.reason, item.detail)
+                continue
+            self.counts["examples"] += 1
+            self.counts["no_caption"] += item["caption_source"] == "none"
+            self.counts["default_motion_bucket"] += item["motion_bucket_default"]
+            examples.append(item)
+        return {
+            "keys": [e["key"] for e in examples],
+            "frames": torch.stack([e["frames"] for e in examples]),  # (B, F, 3, H, W) uint8
+            "captions": [e["caption"] for e in examples],
+            "fps": torch.tensor([e["fps"] for e in examples]),
+            "motion_bucket_id": torch.tensor([e["motion_bucket_id"] for e in examples], dtype=torch.float32),
+        }
