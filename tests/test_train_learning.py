@@ -60,7 +60,7 @@ def held_out_loss(components, unet, frames: torch.Tensor) -> float:
 
 
 @pytest.mark.xfail(
-    reason="not yet tuned: after 150 steps the held-out loss drops (about 0.4 -> 0.28) but equally for the wrong "
+    reason="not yet tuned: after 150 steps the held-out loss drops (from above 0.40 to 0.28) but equally for the wrong "
     "direction, i.e. the drop is frame-by-frame fitting, not motion; needs more steps or an easier setting",
     strict=False,
 )
