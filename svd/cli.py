@@ -137,7 +137,24 @@ def train(config_path, run_dir, overrides, resume, verbose, quiet) -> None:
     the resolved config and, at the end, the model in diffusers layout in RUN_DIR/final/.
     """
     setup_logging(verbose, quiet)
-    raise click.ClickException("svd train is not implemented yet")
+    from curation.config_io import ConfigError, load_config
+    from svd.model.loading import ModelSourceError
+    from svd.train.config import TrainConfig
+    from svd.train.data import expand_shards
+    from svd.train.loop import train as run_training
+
+    try:
+        config = load_config(TrainConfig, config_path, overrides)
+        config.model.resolved_parameterisation()
+        expand_shards(config.data.shards)
+    except (ConfigError, ValueError) as error:
+        raise UsageProblem(str(error)) from None
+    try:
+        result = run_training(config, Path(run_dir), resume=resume)
+    except ModelSourceError as error:
+        raise UsageProblem(str(error)) from None
+    if result.final is not None:
+        click.echo(f"{result.final}: {result.step} steps; last checkpoint {result.checkpoint}", err=True)
 
 
 @cli.command(context_settings=CONTEXT)
