@@ -60,7 +60,8 @@ class VideoGenerator:
         if self.options.fuse_qkv if self.options.fuse_qkv is not None else cuda:
             self.unet.fuse_qkv_projections()
         if self.options.forward_chunking:
-            self.unet.enable_forward_chunking(chunk_size=1, dim=1)
+            # One frame at a time in the spatial blocks (dim 0: batch x frames); the temporal blocks chunk over frames.
+            self.unet.enable_forward_chunking(chunk_size=1, dim=0)
         if not self.options.cpu_offload:
             for module in (self.unet, self.vae, self.image_encoder):
                 module.to(self.device)

@@ -1,0 +1,199 @@
+"""Seconds per video and peak GPU memory of `svd generate` vs diffusers' `StableVideoDiffusionPipeline`.
+
+Full-size random weights built from the SVD-img2vid-xt configs below (never downloaded): the UNet, the temporal
+VAE, the ViT-H/14 CLIP image encoder and the scheduler. Both sides share the same weights, image, seed and
+settings (576x1024, 25 steps, fps 7, motion bucket 127, guidance 1 -> 3, every frame decoded at once), in one
+process: diffusers first, then ours (channels-last, fused QKV, batched CFG; `--compile` adds torch.compile),
+then ours with `--low-memory`. Each is warmed up with a 2-step run first.
+
+    python benchmarks/generate_speed.py                  # needs a GPU: 14 and 25 frames, fp16; JSON lines
+    python benchmarks/generate_speed.py --dtype bf16 --compile
+    python benchmarks/generate_speed.py --tiny           # the same code on tiny models on the CPU (a smoke test)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import PIL.Image
+import torch
+from diffusers import (
+    AutoencoderKLTemporalDecoder,
+    EulerDiscreteScheduler,
+    StableVideoDiffusionPipeline,
+    UNetSpatioTemporalConditionModel,
+)
+from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
+
+sys.path.insert(0, str(Path(__file__).parent))
+from model_params import SVD_XT_UNET  # noqa: E402
+
+from svd.generate.generator import VideoGenerator  # noqa: E402
+from svd.generate.options import LoadOptions, SampleSettings, low_memory  # noqa: E402
+from svd.model.loading import SVDComponents  # noqa: E402
+from svd.train.components import SVD_SCHEDULER  # noqa: E402
+
+# stable-video-diffusion-img2vid-xt vae/config.json and image_encoder/config.json (CLIP ViT-H/14).
+SVD_XT_VAE = {
+    "block_out_channels": [128, 256, 512, 512],
+    "down_block_types": ["DownEncoderBlock2D"] * 4,
+    "force_upcast": True,
+    "in_channels": 3,
+    "latent_channels": 4,
+    "layers_per_block": 2,
+    "out_channels": 3,
+    "sample_size": 768,
+    "scaling_factor": 0.18215,
+}
+SVD_XT_IMAGE_ENCODER = {
+    "hidden_act": "gelu",
+    "hidden_size": 1280,
+    "image_size": 224,
+    "intermediate_size": 5120,
+    "layer_norm_eps": 1e-5,
+    "num_attention_heads": 16,
+    "num_channels": 3,
+    "num_hidden_layers": 32,
+    "patch_size": 14,
+    "projection_dim": 1024,
+}
+TINY_UNET = {
+    "block_out_channels": [32, 64],
+    "down_block_types": ["CrossAttnDownBlockSpatioTemporal", "DownBlockSpatioTemporal"],
+    "up_block_types": ["UpBlockSpatioTemporal", "CrossAttnUpBlockSpatioTemporal"],
+    "cross_attention_dim": 32,
+    "num_attention_heads": [2, 4],
+    "layers_per_block": 1,
+    "addition_time_embed_dim": 32,
+    "projection_class_embeddings_input_dim": 96,
+}
+TINY_VAE = {"block_out_channels": [32, 64], "down_block_types": ["DownEncoderBlock2D"] * 2, "latent_channels": 4}
+TINY_IMAGE_ENCODER = {
+    "hidden_size": 32,
+    "projection_dim": 32,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "intermediate_size": 37,
+    "image_size": 224,
+    "patch_size": 32,
+}
+
+
+def build(tiny: bool, device: torch.device, dtype: torch.dtype) -> SVDComponents:
+    """Random full-size (or tiny) parts, initialised directly on the device."""
+    torch.manual_seed(0)
+    with torch.device(device):
+        unet = UNetSpatioTemporalConditionModel(**(TINY_UNET if tiny else SVD_XT_UNET))
+        vae = AutoencoderKLTemporalDecoder(**(TINY_VAE if tiny else SVD_XT_VAE))
+        vision = CLIPVisionConfig(**(TINY_IMAGE_ENCODER if tiny else SVD_XT_IMAGE_ENCODER))
+        image_encoder = CLIPVisionModelWithProjection(vision)
+    return SVDComponents(
+        unet=unet.to(dtype).eval(),
+        vae=vae.to(dtype).eval(),
+        image_encoder=image_encoder.to(dtype).eval(),
+        feature_extractor=CLIPImageProcessor(crop_size=224, size=224),
+        scheduler=EulerDiscreteScheduler(**SVD_SCHEDULER),
+    )
+
+
+def measure(run, device: torch.device) -> tuple[float, float | None]:
+    """(seconds, peak GPU GiB) of one call."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+    start = time.perf_counter()
+    run()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        return time.perf_counter() - start, torch.cuda.max_memory_allocated(device) / 2**30
+    return time.perf_counter() - start, None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tiny", action="store_true", help="tiny models, 32x32, on the CPU")
+    parser.add_argument("--frames", type=int, nargs="+", default=[14, 25])
+    parser.add_argument("--steps", type=int, default=25)
+    parser.add_argument("--dtype", choices=["fp16", "bf16"], default="fp16")
+    parser.add_argument("--compile", action="store_true", help="also time ours with torch.compile")
+    parser.add_argument("--skip-diffusers", action="store_true")
+    args = parser.parse_args()
+
+    device = torch.device("cpu" if args.tiny or not torch.cuda.is_available() else "cuda")
+    if device.type == "cpu" and not args.tiny:
+        sys.exit("no GPU: run with --tiny for a CPU smoke test")
+    dtype = torch.float32 if args.tiny else {"fp16": torch.float16, "bf16": torch.bfloat16}[args.dtype]
+    height, width = (32, 32) if args.tiny else (576, 1024)
+    frames_list = [3] if args.tiny else args.frames
+    steps = 2 if args.tiny else args.steps
+    image = PIL.Image.fromarray(np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8))
+    parts = build(args.tiny, device, dtype)
+    header = {
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
+        "torch": torch.__version__,
+        "dtype": str(dtype).removeprefix("torch."),
+        "height": height,
+        "width": width,
+        "steps": steps,
+    }
+
+    def report(name: str, frames: int, seconds: float, peak: float | None, **extra) -> dict:
+        row = {**header, "impl": name, "frames": frames, "seconds_per_video": round(seconds, 2)}
+        row["peak_gib"] = None if peak is None else round(peak, 2)
+        print(json.dumps({**row, **extra}), flush=True)
+        return row
+
+    results: dict[tuple[str, int], dict] = {}
+    # 1. diffusers, before ours changes the shared modules (fused QKV, channels-last, offload).
+    if not args.skip_diffusers:
+        pipeline = StableVideoDiffusionPipeline(
+            vae=parts.vae,
+            image_encoder=parts.image_encoder,
+            unet=parts.unet,
+            scheduler=parts.scheduler,
+            feature_extractor=parts.feature_extractor,
+        ).to(device)
+        pipeline.set_progress_bar_config(disable=True)
+        for frames in frames_list:
+
+            def diffusers_run(n=steps, frames=frames):
+                generator = torch.Generator().manual_seed(0)
+                pipeline(image, height=height, width=width, num_frames=frames, num_inference_steps=n,
+                         generator=generator, output_type="np")  # fmt: skip
+
+            diffusers_run(2)
+            results["diffusers", frames] = report("diffusers", frames, *measure(diffusers_run, device))
+        del pipeline
+
+    # 2. ours, default settings; 3. with torch.compile; 4. --low-memory.
+    variants = [("ours", LoadOptions(device=str(device)), SampleSettings())]
+    if args.compile:
+        variants.append(("ours+compile", LoadOptions(device=str(device), compile=True), SampleSettings()))
+    low_load, low_settings = LoadOptions(device=str(device)), SampleSettings()
+    low_memory(low_load, low_settings, decode_chunk_size_given=False)
+    variants.append(("ours --low-memory", low_load, low_settings))
+    for name, load, settings in variants:
+        generator = VideoGenerator(parts, load)
+        for frames in frames_list:
+            run_settings = SampleSettings(
+                **{**settings.to_dict(), "num_frames": frames, "steps": steps, "height": height, "width": width}
+            )
+            warmup = SampleSettings(**{**run_settings.to_dict(), "steps": 2})
+            generator([image], [0], warmup)
+            seconds, peak = measure(lambda g=generator, s=run_settings: g([image], [0], s), device)
+            extra = {}
+            if ("diffusers", frames) in results:
+                base = results["diffusers", frames]
+                extra["speedup_vs_diffusers"] = round(base["seconds_per_video"] / seconds, 3)
+            results[name, frames] = report(name, frames, seconds, peak, **extra)
+
+
+if __name__ == "__main__":
+    main()
