@@ -15,9 +15,11 @@ import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 from curation.config import CaptionConfig
+from curation.devices import ModelLoadError
 
 CaptionStatus = Literal["ok", "empty", "no_input"]
 Source = Literal["coca", "vblip", "llm"]
@@ -128,3 +130,20 @@ def remove_repeats(words: Sequence[str]) -> list[str]:
 
 def _word_key(word: str) -> str:
     return "".join(char for char in word.lower() if char.isalnum())
+
+
+def preflight(config: CaptionConfig) -> None:
+    """Check, before any work, that each enabled captioner's model given as a local path exists.
+
+    Loading the captioners on the driver to check them would cost minutes and gigabytes; a hub id is checked
+    by the workers when they load it (and still stops the run, with the same one-line error).
+    """
+    if not config.enabled:
+        return
+    for stage, settings in (("coca", config.coca), ("vblip", config.vblip), ("llm", config.llm)):
+        if not settings.enabled or (stage == "llm" and settings.backend == "http"):
+            continue
+        name = settings.model.removeprefix("local-dir:")
+        local = settings.model.startswith("local-dir:") or name.startswith(("/", "./", "../", "~"))
+        if local and not Path(name).expanduser().exists():
+            raise ModelLoadError(f"caption.{stage}", settings.model, "no such folder", f"caption.{stage}.model")

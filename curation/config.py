@@ -312,6 +312,10 @@ class RayConfig(StrictModel):
     split_cpus: float = Field(1.0, gt=0, description="CPUs per split task (one source video each)")
     motion_cpus: float = Field(1.0, gt=0, description="CPUs per motion task (decodes the frames of one clip)")
     ocr: ActorPoolConfig = Field(default_factory=ActorPoolConfig)
+    clip: ActorPoolConfig = Field(default_factory=ActorPoolConfig)
+    coca: ActorPoolConfig = Field(default_factory=ActorPoolConfig)
+    vblip: ActorPoolConfig = Field(default_factory=ActorPoolConfig)
+    llm: ActorPoolConfig = Field(default_factory=ActorPoolConfig)
 
 
 class CurationConfig(StrictModel):

@@ -23,15 +23,26 @@ import pyarrow.parquet as pq
 import ray.data
 import yaml
 
-from curation import ocr
-from curation.config import CurationConfig
+from curation import captions, clip_scores, ocr
+from curation.caption_llm import EndpointError
+from curation.config import ActorPoolConfig, CurationConfig
 from curation.config_io import save_config
+from curation.devices import ModelLoadError
 from curation.filtering import calibrate, filter_rules, reject_reasons, thresholds_summary
 from curation.progress import track
 from pipelines.journal import WORK_FOLDER, InputResult, RunJournal
 from pipelines.ray_runtime import ray_session
 from pipelines.shards import ShardWriter, clear_shards
-from pipelines.stages import OcrStage, motion_stage, split_stage
+from pipelines.stages import (
+    ClipImageStage,
+    ClipTextStage,
+    CocaStage,
+    LlmStage,
+    OcrStage,
+    VBlipStage,
+    motion_stage,
+    split_stage,
+)
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +61,6 @@ VIDEO_SUFFIXES = {
     ".mpg",
     ".mpeg",
 }
-# Stages whose implementation has not landed yet; enabling one is refused rather than faked.
-NOT_YET_AVAILABLE = ("clip", "caption")
 
 
 class InputError(ValueError):
@@ -85,20 +94,15 @@ def find_inputs(inputs: list[str]) -> list[Path]:
     return unique
 
 
-def check_stages(config: CurationConfig) -> None:
-    enabled = [name for name in NOT_YET_AVAILABLE if getattr(config, name).enabled]
-    if enabled:
-        switches = " ".join(f"--set {name}.enabled=false" for name in enabled)
-        raise InputError(f"stage(s) {', '.join(enabled)} not available yet: run with {switches}")
-
-
 def run_curation(
     inputs: list[Path], output_dir: Path, config: CurationConfig, address: str | None = None, restart: bool = False
 ) -> CurationResult:
     """Curate `inputs` into `output_dir`; a bad input becomes a line of errors.jsonl, never a failed job."""
-    check_stages(config)
-    if config.ocr.enabled:
-        ocr.preflight(config.ocr)  # a model that cannot be loaded stops the run before any work
+    if config.ocr.enabled:  # a model that cannot be loaded stops the run before any work
+        ocr.preflight(config.ocr)
+    if config.clip.enabled:
+        clip_scores.preflight(config.clip)
+    captions.preflight(config.caption)
     output_dir = output_dir.absolute()
     prepare_output(output_dir, config, restart)
     journal = RunJournal(output_dir)
@@ -107,9 +111,15 @@ def run_curation(
     if len(pending) < len(sources):
         log.info("resuming %s: %d of %d inputs already done", output_dir, len(sources) - len(pending), len(sources))
     if pending:
-        with ray_session(address):
-            for result in track(stream_results(pending, output_dir, config), len(pending), "curate", "videos"):
-                journal.record(result)
+        with ray_session(address, cpus_needed(config)):
+            try:
+                for result in track(stream_results(pending, output_dir, config), len(pending), "curate", "videos"):
+                    journal.record(result)
+            except Exception as error:  # Ray wraps what a stage raised; a model that cannot load is one line
+                cause = _model_problem(error)
+                if cause is None:
+                    raise
+                raise cause from None
     return write_outputs([journal.load(source) for source in sources], output_dir, config)
 
 
@@ -139,12 +149,12 @@ def stream_results(sources: list[str], output_dir: Path, config: CurationConfig)
     stage_args = {"output_dir": str(output_dir), "config": config}
     dataset = ray.data.from_items([{"source": source} for source in sources], override_num_blocks=len(sources))
     dataset = dataset.flat_map(split_stage, fn_kwargs=stage_args, num_cpus=config.ray.split_cpus)
-    if config.motion.enabled or config.ocr.enabled:
+    if config.motion.enabled or config.ocr.enabled or config.clip.enabled or config.caption.enabled:
         dataset = dataset.map(motion_stage, fn_kwargs=stage_args, num_cpus=config.ray.motion_cpus)
-    if config.ocr.enabled:
-        pool = config.ray.ocr
+    actor_stages = [(stage, pool) for stage, enabled, pool in model_stages(config) if enabled]
+    for stage, pool in actor_stages:
         dataset = dataset.map_batches(
-            OcrStage,
+            stage,
             fn_constructor_kwargs={"config": config},
             batch_size=pool.batch_size,
             batch_format="numpy",
@@ -163,6 +173,25 @@ def stream_results(sources: list[str], output_dir: Path, config: CurationConfig)
             result.rows.append(json.loads(row["clip"]))
         if len(result.rows) == row["clips_in_source"]:
             yield waiting.pop(row["source"])
+
+
+def model_stages(config: CurationConfig) -> list[tuple[type, bool, ActorPoolConfig]]:
+    """The actor-pool stages in pipeline order, whether each runs, and its pool's resources."""
+    caption = config.caption
+    return [
+        (OcrStage, config.ocr.enabled, config.ray.ocr),
+        (ClipImageStage, config.clip.enabled, config.ray.clip),
+        (CocaStage, caption.enabled and caption.coca.enabled, config.ray.coca),
+        (VBlipStage, caption.enabled and caption.vblip.enabled, config.ray.vblip),
+        (LlmStage, caption.enabled, config.ray.llm),
+        (ClipTextStage, config.clip.enabled and caption.enabled, config.ray.clip),
+    ]
+
+
+def cpus_needed(config: CurationConfig) -> float:
+    """CPUs held at once: every actor of every pool, plus one split and one motion task."""
+    actors = sum(pool.num_cpus * pool.concurrency for _, enabled, pool in model_stages(config) if enabled)
+    return actors + config.ray.split_cpus + config.ray.motion_cpus
 
 
 def write_outputs(results: list[InputResult], output_dir: Path, config: CurationConfig) -> CurationResult:
@@ -212,6 +241,18 @@ def write_shards(kept: list[dict], output_dir: Path, config: CurationConfig) -> 
         record = {name: value for name, value in row.items() if name not in ("path", "kept", "reject_reasons")}
         writer.write(row["key"], video, record, row.get("caption") or "")
     return writer.close()
+
+
+def _model_problem(error: BaseException) -> BaseException | None:
+    """The ModelLoadError or EndpointError behind an error that Ray raised for a stage, if there is one."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        original = getattr(error, "cause", None)  # a RayTaskError holds the stage's own exception here
+        if type(error) in (ModelLoadError, EndpointError):
+            return error
+        error = original if isinstance(original, BaseException) else error.__cause__
+    return None
 
 
 def _differences(old, new, prefix: str = "") -> list[str]:

@@ -6,8 +6,10 @@ Every row has the same columns, whatever happened to its clip, so Ray's blocks a
   clip             the clip's record, scores and filter state, as JSON text ("" when there is no clip)
   error            why the input failed ("" when it did not)
   counts           split counts, as JSON text (on the first row of an input only)
-  frames           the frames later stages need, as .npz bytes (b"" once they are used)
-The work itself is done by `curation/` (split_video, motion_score, TextDetector, filtering): these
+  frames           the frames later stages need, as .npz bytes (b"" once the last one used them)
+  embeddings       the clip's CLIP frame embeddings, as .npz bytes, from the CLIP stage to the caption match
+The work itself is done by `curation/` (split_video, motion_score, TextDetector, ClipScorer, the
+captioners, filtering): these
 wrappers only move data between rows and those functions, and apply the early filters.
 """
 
@@ -20,7 +22,12 @@ from pathlib import Path
 
 import numpy as np
 
-from curation.clip_frames import decode_frames, plan_frames
+from curation.caption_coca import CocaCaptioner, middle_frame_index
+from curation.caption_llm import load_llm
+from curation.caption_vblip import VBlipCaptioner, uniform_frame_indices
+from curation.captions import Caption, ClipCaptions
+from curation.clip_frames import FramePlan, decode_frames, plan_frames
+from curation.clip_scores import ClipScorer
 from curation.config import CurationConfig
 from curation.filtering import ClipScores, filter_rules, reject_reasons, rules_for, scores_checked_after
 from curation.motion import motion_bucket_id, motion_score
@@ -42,8 +49,10 @@ def split_stage(row: dict, output_dir: str, config: CurationConfig) -> list[dict
     except Exception as error:  # a bug or an input FFmpeg chokes on in a new way: this input fails, the job goes on
         log.exception("%s: splitting failed", source)
         return [stage_row(source, 0, error=f"splitting failed: {type(error).__name__}: {error}")]
-    # Every score column exists from the start (None: not computed), so a stage switched off leaves it empty.
-    clips = [{**clip.to_dict(), **ClipScores().to_dict(), "kept": True, "reject_reasons": []} for clip in result.clips]
+    # Every score and caption column exists from the start (None: not computed), so a stage switched off
+    # leaves it empty.
+    empty = {**ClipScores().to_dict(), **ClipCaptions().to_record(config.caption, "")}
+    clips = [{**clip.to_dict(), **empty, "kept": True, "reject_reasons": []} for clip in result.clips]
     if not clips:
         return [stage_row(source, 0, counts=result.counts)]
     return [
@@ -53,11 +62,11 @@ def split_stage(row: dict, output_dir: str, config: CurationConfig) -> list[dict
 
 
 def motion_stage(row: dict, output_dir: str, config: CurationConfig) -> dict:
-    """Decode the clip once for every score; compute motion; keep the OCR frames for the OCR actors."""
+    """Decode the clip once for every later stage; compute motion; pack the other stages' frames."""
     clip = _clip(row)
     if clip is None or not clip["kept"]:
         return row
-    plan = plan_frames(clip["num_frames"], clip["fps"], config)
+    plan = frame_plan(clip["num_frames"], clip["fps"], config)
     if not plan.indices:
         return row
     try:
@@ -70,8 +79,27 @@ def motion_stage(row: dict, output_dir: str, config: CurationConfig) -> dict:
         score = motion_score([frames[i] for i in plan.indices["motion"]], config.motion)
         clip.update(motion_score=score, motion_bucket_id=motion_bucket_id(score, config.motion))
         _filter_early(clip, "motion", config)
-    later = {f"ocr_{n}": frames[i] for n, i in enumerate(plan.indices.get("ocr", []))}
+    later = {
+        f"{stage}_{n}": frames[index]
+        for stage, indices in plan.indices.items()
+        if stage != "motion"
+        for n, index in enumerate(indices)
+    }
     return {**row, "clip": json.dumps(clip, ensure_ascii=False), "frames": _pack(later) if later else b""}
+
+
+def frame_plan(num_frames: int, fps: float, config: CurationConfig) -> FramePlan:
+    """The score stages' frames (`plan_frames`) plus the captioners': CoCa's middle frame, VideoBLIP's N."""
+    plan = plan_frames(num_frames, fps, config)
+    indices, sides = dict(plan.indices), [plan.max_side] if plan.max_side else []
+    caption = config.caption
+    if caption.enabled and caption.coca.enabled:
+        indices["coca"] = [middle_frame_index(num_frames)]
+        sides.append(caption.coca.max_side)
+    if caption.enabled and caption.vblip.enabled:
+        indices["vblip"] = uniform_frame_indices(num_frames, caption.vblip.num_frames)
+        sides.append(caption.vblip.max_side)
+    return FramePlan(indices, max(sides) if sides else None)
 
 
 class OcrStage:
@@ -82,16 +110,106 @@ class OcrStage:
         self.detector = TextDetector(config.ocr)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        clips = [_clip({"clip": text}) for text in batch["clip"]]
-        todo = [i for i, clip in enumerate(clips) if clip is not None and clip["kept"] and len(batch["frames"][i])]
+        clips, frames = _open_batch(batch)
+        todo = _waiting(clips, frames, "ocr")
         if todo:
-            frames = [_ocr_frames(_unpack(batch["frames"][i])) for i in todo]
-            for i, ratio in zip(todo, self.detector(frames), strict=True):
+            for i, ratio in zip(todo, self.detector([_frames_of(frames[i], "ocr") for i in todo]), strict=True):
                 clips[i]["text_area_ratio"] = ratio
                 _filter_early(clips[i], "ocr", self.config)
-        batch["clip"] = np.array([json.dumps(c, ensure_ascii=False) if c else "" for c in clips], dtype=object)
-        batch["frames"] = np.array([b""] * len(clips), dtype=object)  # used: do not carry them further
-        return batch
+        return _close_batch(batch, clips)
+
+
+class ClipImageStage:
+    """Actor: open_clip (and the aesthetic MLP) loaded once; aesthetic score and frame embeddings."""
+
+    def __init__(self, config: CurationConfig):
+        self.config = config
+        self.scorer = ClipScorer(config.clip)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        clips, frames = _open_batch(batch)
+        embeddings = list(batch["embeddings"])
+        todo = _waiting(clips, frames, "clip")
+        if todo:
+            results = self.scorer.image_scores([_frames_of(frames[i], "clip") for i in todo])
+            for i, result in zip(todo, results, strict=True):
+                clips[i]["aesthetic_score"] = result.aesthetic_score
+                embeddings[i] = _pack({"embeddings": result.embeddings})  # until the caption exists
+                _filter_early(clips[i], "clip", self.config)
+        batch["embeddings"] = np.array(embeddings, dtype=object)
+        return _close_batch(batch, clips)
+
+
+class CocaStage:
+    """Actor: CoCa loaded once; a caption of each clip's middle frame."""
+
+    def __init__(self, config: CurationConfig):
+        self.captioner = CocaCaptioner.load(config.caption.coca)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        clips, frames = _open_batch(batch)
+        todo = _waiting(clips, frames, "coca")
+        if todo:
+            captions = self.captioner([_frames_of(frames[i], "coca")[0] for i in todo])
+            for i, caption in zip(todo, captions, strict=True):
+                clips[i].update(caption_coca=caption.text, caption_coca_status=caption.status)
+        return _close_batch(batch, clips)
+
+
+class VBlipStage:
+    """Actor: VideoBLIP loaded once; a caption of each clip from its uniformly sampled frames."""
+
+    def __init__(self, config: CurationConfig):
+        self.captioner = VBlipCaptioner.load(config.caption.vblip)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        clips, frames = _open_batch(batch)
+        todo = _waiting(clips, frames, "vblip")
+        if todo:
+            captions = self.captioner([_frames_of(frames[i], "vblip") for i in todo])
+            for i, caption in zip(todo, captions, strict=True):
+                clips[i].update(caption_vblip=caption.text, caption_vblip_status=caption.status)
+        return _close_batch(batch, clips)
+
+
+class LlmStage:
+    """Actor (or a client of an HTTP endpoint): merges the two captions; then picks the shipped one."""
+
+    def __init__(self, config: CurationConfig):
+        self.config = config
+        self.merger = load_llm(config.caption.llm) if config.caption.llm.enabled else None
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        clips, _ = _open_batch(batch)
+        todo = [i for i, clip in enumerate(clips) if clip is not None and clip["kept"]]
+        merged = {}
+        if todo and self.merger is not None:
+            replies = self.merger([clips[i]["caption_coca"] for i in todo], [clips[i]["caption_vblip"] for i in todo])
+            merged = dict(zip(todo, replies, strict=True))
+        for i in todo:
+            captions = ClipCaptions(_caption(clips[i], "coca"), _caption(clips[i], "vblip"), merged.get(i))
+            clips[i].update(captions.to_record(self.config.caption, clips[i]["key"]))
+        return _close_batch(batch, clips)
+
+
+class ClipTextStage:
+    """Actor: the same open_clip model; cosine similarity of each clip's frames and its shipped caption."""
+
+    def __init__(self, config: CurationConfig):
+        self.config = config
+        self.scorer = ClipScorer(config.clip)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        clips, _ = _open_batch(batch)
+        todo = [i for i, clip in enumerate(clips) if clip is not None and clip["kept"] and batch["embeddings"][i]]
+        if todo:
+            embeddings = [_unpack(batch["embeddings"][i])["embeddings"] for i in todo]
+            scores = self.scorer.clip_scores(embeddings, [clips[i].get("caption") for i in todo])
+            for i, score in zip(todo, scores, strict=True):
+                clips[i]["clip_score"] = score
+                _filter_early(clips[i], "clip_score", self.config)
+        batch["embeddings"] = np.array([b""] * len(clips), dtype=object)
+        return _close_batch(batch, clips)
 
 
 def stage_row(source: str, clips_in_source: int, clip: dict | None = None, error: str = "", counts=None) -> dict:
@@ -102,6 +220,7 @@ def stage_row(source: str, clips_in_source: int, clip: dict | None = None, error
         "error": error,
         "counts": json.dumps(counts or {}),
         "frames": b"",
+        "embeddings": b"",
     }
 
 
@@ -118,9 +237,38 @@ def _filter_early(clip: dict, stage: str, config: CurationConfig) -> None:
         clip["reject_reasons"] += reasons
 
 
-def _ocr_frames(frames: dict[str, np.ndarray]) -> list[np.ndarray]:
-    names = sorted((name for name in frames if name.startswith("ocr_")), key=lambda name: int(name[4:]))
+def _open_batch(batch: dict[str, np.ndarray]) -> tuple[list[dict | None], list[bytes]]:
+    return [_clip({"clip": text}) for text in batch["clip"]], list(batch["frames"])
+
+
+def _close_batch(batch: dict[str, np.ndarray], clips: list[dict | None]) -> dict[str, np.ndarray]:
+    batch["clip"] = np.array([json.dumps(c, ensure_ascii=False) if c else "" for c in clips], dtype=object)
+    return batch
+
+
+def _waiting(clips: list[dict | None], frames: list[bytes], stage: str) -> list[int]:
+    """Positions of the kept clips that carry frames for `stage`."""
+    return [
+        i
+        for i, clip in enumerate(clips)
+        if clip is not None and clip["kept"] and len(frames[i]) and _has_frames(frames[i], stage)
+    ]
+
+
+def _has_frames(data: bytes, stage: str) -> bool:
+    with np.load(io.BytesIO(data)) as archive:
+        return f"{stage}_0" in archive.files
+
+
+def _frames_of(data: bytes, stage: str) -> list[np.ndarray]:
+    frames = _unpack(data)
+    names = sorted((name for name in frames if name.rsplit("_", 1)[0] == stage), key=lambda n: int(n.rsplit("_", 1)[1]))
     return [frames[name] for name in names]
+
+
+def _caption(clip: dict, source: str) -> Caption | None:
+    status = clip.get(f"caption_{source}_status")
+    return Caption(clip.get(f"caption_{source}"), status) if status is not None else None
 
 
 def _pack(arrays: dict[str, np.ndarray]) -> bytes:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -12,13 +13,21 @@ import time
 from pathlib import Path
 
 import av
+import open_clip
 import pyarrow.parquet as pq
 import pytest
 import ray
+import torch
 import webdataset as wds
+from safetensors.torch import save_file
+from test_clip_scores import TINY_CLIP
+from test_clip_scores import WIDTH as CLIP_WIDTH
+from tiny_caption_models import save_tiny_coca, save_tiny_llm, save_tiny_vblip
 
+from curation.clip_scores import AestheticPredictor
 from curation.config import CurationConfig
 from curation.config_io import load_config
+from curation.devices import ModelLoadError
 from curation.synthetic import Shot, Transition, make_video
 from pipelines.curate import InputError, run_curation
 from pipelines.journal import WORK_FOLDER
@@ -51,7 +60,8 @@ def videos(folder: Path, count: int) -> list[Path]:
 
 @pytest.fixture(scope="module")
 def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    # Logical CPUs: enough for every actor pool of the all-stages test to be placed at once.
+    ray.init(num_cpus=8, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
 
@@ -135,3 +145,72 @@ def test_resume_after_the_driver_is_killed_equals_an_uninterrupted_run(local_ray
     for name in names:  # byte-identical: same clips, same records, same order, each exactly once
         assert (resumed / "shards" / name).read_bytes() == (straight / "shards" / name).read_bytes()
     assert pq.read_table(resumed / "clips.parquet").equals(pq.read_table(straight / "clips.parquet"))
+
+
+@pytest.fixture(scope="module")
+def tiny_models(tmp_path_factory) -> list[str]:
+    """--set overrides pointing every model stage at tiny random models saved as the real loaders read them."""
+    folder = tmp_path_factory.mktemp("tiny_models")
+    clip = folder / "clip"
+    clip.mkdir()
+    (clip / "open_clip_config.json").write_text(json.dumps(TINY_CLIP))
+    torch.manual_seed(0)
+    save_file(open_clip.CLIP(**TINY_CLIP["model_cfg"]).state_dict(), clip / "open_clip_model.safetensors")
+    save_file(AestheticPredictor(CLIP_WIDTH).state_dict(), clip / "aesthetic.safetensors")
+    return [
+        f"clip.model={clip}",
+        "clip.pretrained=null",
+        f"clip.aesthetic.weights={clip / 'aesthetic.safetensors'}",
+        f"caption.coca.model={save_tiny_coca(folder / 'coca')}",
+        f"caption.vblip.model={save_tiny_vblip(folder / 'vblip')}",
+        f"caption.llm.model={save_tiny_llm(folder / 'llm')}",
+        "caption.coca.generation.max_new_tokens=6",
+        "caption.vblip.generation.max_new_tokens=6",
+        "caption.llm.generation.max_new_tokens=8",
+        *(f"{section}.device=cpu" for section in ("clip", "caption.coca", "caption.vblip", "caption.llm")),
+        "output.shard_max_samples=3",
+    ]
+
+
+def test_every_stage_runs_and_every_score_and_caption_reaches_the_shards(local_ray, tmp_path, tiny_models):
+    """Motion, OCR (real CRAFT weights), CLIP aesthetics, three captions, caption match, filter, shards."""
+    config = load_config(CurationConfig, TINY, [*tiny_models, "clip.enabled=true", "caption.enabled=true"])
+    output = tmp_path / "out"
+    run_curation(videos(tmp_path, 2), output, config)
+
+    rows = pq.read_table(output / "clips.parquet").to_pylist()
+    assert len(rows) == 6
+    for row in rows:
+        assert row["motion_score"] is not None and 0 <= row["motion_bucket_id"] <= 255
+        passed_early = not any(r["filter"] in ("min_motion", "max_text_area") for r in row["reject_reasons"])
+        if passed_early:  # then every later stage ran on it
+            assert row["text_area_ratio"] is not None and row["aesthetic_score"] is not None
+            assert row["caption_coca_status"] in ("ok", "empty") and row["caption_vblip_status"] in ("ok", "empty")
+            assert (row["clip_score"] is None) == (row["caption"] is None)
+        assert row["kept"] == (not row["reject_reasons"])
+    summary = json.loads((output / "summary.json").read_text())
+    assert summary["thresholds"]["drop_bottom_aesthetic"]["computed_from"] == sum(
+        row["aesthetic_score"] is not None for row in rows
+    )
+    samples = read_shards(output)
+    assert set(samples) == {row["key"] for row in rows if row["kept"]}
+    for row in rows:
+        if row["kept"]:
+            record = json.loads(samples[row["key"]]["json"])
+            assert record["caption_llm_status"] == row["caption_llm_status"]
+            assert record["aesthetic_score"] == pytest.approx(row["aesthetic_score"])
+            assert samples[row["key"]]["txt"].decode() == (row["caption"] or "")
+
+
+@pytest.mark.parametrize(
+    "override, words",
+    [
+        ("caption.coca.model=local-dir:/no/such/coca", "caption.coca: cannot load model 'local-dir:/no/such/coca'"),
+        ("ocr.model_dir=/no/such/craft", "ocr"),
+    ],
+)
+def test_a_model_that_cannot_load_stops_the_run_before_any_work(tmp_path, override, words):
+    config = load_config(CurationConfig, TINY, ["caption.enabled=true", "caption.vblip.enabled=false", override])
+    with pytest.raises(ModelLoadError, match=re.escape(words)):
+        run_curation(videos(tmp_path, 1), tmp_path / "out", config)
+    assert not (tmp_path / "out" / "clips").exists()
