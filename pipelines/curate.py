@@ -216,13 +216,17 @@ def write_outputs(results: list[InputResult], output_dir: Path, config: Curation
 
 
 def apply_filter(rows: list[dict], config: CurationConfig) -> list:
-    """Every rule over the whole run: relative thresholds from all the scores, then each clip's reasons.
+    """Every rule over the whole run: relative thresholds from the scores (all of them, or the first
+    `filter.calibration_clips`), then each clip's reasons.
 
     Absolute rules already ran early in the stream (so rejected clips skipped later stages); running them
     again here gives the same reasons, and the relative ones are added. Returns the calibrated rules.
     """
     rules = filter_rules(config.filter)
-    scores = {rule.score: [row.get(rule.score) for row in rows] for rule in rules}
+    scores = {}
+    for rule in rules:
+        values = [row[rule.score] for row in rows if row.get(rule.score) is not None]
+        scores[rule.score] = values[: config.filter.calibration_clips]  # the first N scored, in input order
     rules = calibrate(rules, scores)
     for row in rows:
         early = [reason for reason in row["reject_reasons"] if reason["filter"] == "decode"]

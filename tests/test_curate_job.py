@@ -29,7 +29,7 @@ from curation.config import CurationConfig
 from curation.config_io import load_config
 from curation.devices import ModelLoadError
 from curation.synthetic import Shot, Transition, make_video
-from pipelines.curate import InputError, run_curation
+from pipelines.curate import InputError, apply_filter, run_curation
 from pipelines.journal import WORK_FOLDER
 
 TINY = Path(__file__).parent.parent / "configs" / "curation" / "tiny.yaml"
@@ -214,3 +214,23 @@ def test_a_model_that_cannot_load_stops_the_run_before_any_work(tmp_path, overri
     with pytest.raises(ModelLoadError, match=re.escape(words)):
         run_curation(videos(tmp_path, 1), tmp_path / "out", config)
     assert not (tmp_path / "out" / "clips").exists()
+
+
+def test_whole_run_filter_sets_relative_thresholds_and_keeps_every_row():
+    """Relative thresholds over the run (or its first calibration_clips scored clips), reasons per clip."""
+    rows = [
+        {"key": f"k{i}", "motion_score": float(i), "text_area_ratio": 0.5 if i == 7 else 0.0, "kept": True}
+        for i in range(8)
+    ]
+    for row in rows:
+        row["reject_reasons"] = []
+    config = CurationConfig.model_validate({"filter": {"drop_bottom_motion": 0.25}})
+    rules = apply_filter(rows, config)
+    assert [row["kept"] for row in rows] == [False, False, True, True, True, True, True, False]
+    assert rows[0]["reject_reasons"] == [{"filter": "drop_bottom_motion", "value": 0.0, "threshold": 2.0}]
+    assert rows[7]["reject_reasons"] == [{"filter": "max_text_area", "value": 0.5, "threshold": 0.07}]
+    assert {rule.name: rule.threshold for rule in rules}["drop_bottom_motion"] == 2.0
+
+    calibrated = CurationConfig.model_validate({"filter": {"drop_bottom_motion": 0.5, "calibration_clips": 4}})
+    apply_filter(rows, calibrated)  # threshold from motion 0..3 only: 2.0
+    assert [row["kept"] for row in rows] == [False, False, True, True, True, True, True, False]
