@@ -131,6 +131,7 @@ def one_line_error(result, *words):
         ("several images to one file", ["with several images, -o names a folder"]),
         ("guidance reversed", ["min_guidance 3.0 is above max_guidance 2.0"]),
         ("default model offline", ["stabilityai/stable-video-diffusion-img2vid-xt", "--model"]),
+        ("bad device", ["device nonsense"]),
     ],
 )
 def test_bad_inputs_give_one_line_and_write_nothing(model, tmp_path, image, case, words):
@@ -151,6 +152,7 @@ def test_bad_inputs_give_one_line_and_write_nothing(model, tmp_path, image, case
         "several images to one file": [cat, cat, "-o", out, "--model", model],
         "guidance reversed": [cat, "-o", out, "--model", model, "--min-guidance", "3", "--max-guidance", "2"],
         "default model offline": [cat, "-o", out],
+        "bad device": [cat, "-o", out, "--model", model, "--device", "nonsense"],
     }[case]
     before = files(tmp_path)
     one_line_error(svd_generate(*args, "--steps", "2"), *words)

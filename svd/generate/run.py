@@ -214,6 +214,12 @@ def generate(
         settings.check()
     except ValueError as error:
         raise GenerateInputError(str(error)) from None
+    try:
+        device = load.resolved_device()
+    except RuntimeError:
+        raise GenerateInputError(f"device {load.device}: not a torch device (cpu, cuda, cuda:1...)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise GenerateInputError(f"device {device}: no CUDA GPU is available here (use --device cpu)")
     jobs = plan(inputs, output, kind, seed)
     check_sizes(model, settings)
 
