@@ -104,8 +104,10 @@ def curate(inputs, output_dir, config_path, overrides, address, restart, verbose
     Exit code 0 when every input was processed, 3 when some failed (see errors.jsonl), 2 for a usage error.
     """
     setup_logging(verbose, quiet)
+    from curation.caption_llm import EndpointError
     from curation.config import CurationConfig
     from curation.config_io import ConfigError, load_config
+    from curation.devices import ModelLoadError
     from pipelines.curate import InputError, find_inputs, run_curation
     from pipelines.ray_runtime import ClusterError
 
@@ -115,7 +117,7 @@ def curate(inputs, output_dir, config_path, overrides, address, restart, verbose
         result = run_curation(sources, Path(output_dir), config, address=address, restart=restart)
     except (ConfigError, InputError) as error:
         raise UsageProblem(str(error)) from None
-    except ClusterError as error:
+    except (ClusterError, ModelLoadError, EndpointError) as error:
         raise click.ClickException(str(error)) from None
     click.echo(f"{output_dir}: {result.clips} clips from {len(sources) - result.failed_inputs} videos", err=True)
     if result.failed_inputs:
@@ -159,20 +161,159 @@ def train(config_path, run_dir, overrides, resume, verbose, quiet) -> None:
 
 @cli.command(context_settings=CONTEXT)
 @click.argument("images", nargs=-1, required=True, metavar="IMAGE...")
-@click.option("-o", "--output", metavar="OUT", help="Output: a .mp4 (default), a .gif, or a folder of PNG frames.")
+@click.option(
+    "-o",
+    "--output",
+    metavar="OUT",
+    help="One image: a .mp4 (default NAME.mp4), a .gif, or a folder of PNG frames. Several: a folder (default .).",
+)
 @click.option(
     "--model",
     metavar="DIR_OR_HUB_ID",
-    help="An SVD checkpoint in diffusers layout, or a RUN_DIR/final exported by `svd train`.",
+    help="An SVD checkpoint in diffusers layout, or a RUN_DIR/final exported by `svd train` "
+    "(default: stabilityai/stable-video-diffusion-img2vid-xt, from the hub).",
 )
+@click.option(
+    "--format",
+    "kind",
+    type=click.Choice(["mp4", "gif", "png"]),
+    help="Output type when -o is a folder of several videos (default mp4; png: a folder of frames per image).",
+)
+@click.option("--num-frames", type=click.IntRange(min=1), help="Frames per video (default: the model's, 25 for -xt).")
+@click.option("--steps", default=25, show_default=True, type=click.IntRange(min=1), help="Sampling steps.")
+@click.option(
+    "--fps",
+    default=7,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Frame rate of the video; the model is conditioned on fps - 1, as SVD was trained.",
+)
+@click.option("--motion-bucket-id", default=127, show_default=True, type=click.IntRange(min=0), help="More is more motion.")
+@click.option(
+    "--noise-aug-strength",
+    default=0.02,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Noise added to the conditioning image: more gives more motion and less likeness.",
+)
+@click.option("--min-guidance", default=1.0, show_default=True, help="Guidance scale of the first frame.")
+@click.option("--max-guidance", default=3.0, show_default=True, help="Guidance scale of the last frame (linear between).")
+@click.option("--seed", type=int, help="Seed of the first image (image i gets seed + i); default: random, reported.")
+@click.option("--height", default=576, show_default=True, type=click.IntRange(min=1), help="Rounded to a multiple of 64.")
+@click.option("--width", default=1024, show_default=True, type=click.IntRange(min=1), help="Rounded to a multiple of 64.")
+@click.option(
+    "--decode-chunk-size",
+    type=click.IntRange(min=1),
+    help="Frames the VAE decodes at once (default: all; fewer use less memory, with slightly less smooth motion).",
+)
+@click.option(
+    "--dtype",
+    type=click.Choice(["auto", "fp16", "bf16", "fp32"]),
+    default="auto",
+    show_default=True,
+    help="Precision (auto: fp16 on a GPU, fp32 on a CPU).",
+)
+@click.option("--device", metavar="DEVICE", help="cuda, cuda:1, cpu... (default: cuda when there is one).")
+@click.option("--cpu-offload", is_flag=True, help="Keep each model part on the CPU except while it runs.")
+@click.option(
+    "--low-memory",
+    is_flag=True,
+    help="Fit 14 frames at 576x1024 in under 8 GB of GPU memory: CPU offload, feed-forward chunking, one guidance "
+    "branch at a time, VAE decoding 2 frames at a time.",
+)
+@click.option("--compile", "compile_unet", is_flag=True, help="torch.compile the UNet (slow first video, faster after).")
+@click.option("--batch-size", default=1, show_default=True, type=click.IntRange(min=1), help="Images sampled together.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary (seed, settings, outputs, timings) on stdout.")
 @common_options
-def generate(images, output, model, verbose, quiet) -> None:
+def generate(
+    images,
+    output,
+    model,
+    kind,
+    num_frames,
+    steps,
+    fps,
+    motion_bucket_id,
+    noise_aug_strength,
+    min_guidance,
+    max_guidance,
+    seed,
+    height,
+    width,
+    decode_chunk_size,
+    dtype,
+    device,
+    cpu_offload,
+    low_memory,
+    compile_unet,
+    batch_size,
+    as_json,
+    verbose,
+    quiet,
+) -> None:
     """Turn still images into short videos with a Stable Video Diffusion model.
 
-    IMAGE is an image file or a folder of images. The conditioning image is saved beside each video.
+    IMAGE is an image file or a folder of images. The conditioning image, as the model saw it, is saved beside
+    each video as NAME.condition.png. Frames equal those of diffusers' StableVideoDiffusionPipeline for the same
+    model, seed and settings.
+
+    \b
+    svd generate cat.jpg                          cat.mp4, 25 frames at 576x1024 with img2vid-xt
+    svd generate photos/ -o videos --format gif   videos/NAME.gif for every image in photos/
+    svd generate cat.jpg --model run/final --num-frames 14 --low-memory -o cat.gif
     """
     setup_logging(verbose, quiet)
-    raise click.ClickException("svd generate is not implemented yet")
+    import json
+
+    import torch
+
+    from svd.generate.options import LoadOptions, SampleSettings
+    from svd.generate.options import low_memory as low_memory_preset
+    from svd.generate.run import GenerateInputError
+    from svd.generate.run import generate as run_generation
+    from svd.model.loading import ModelSourceError
+
+    load = LoadOptions(device=device, dtype=dtype, cpu_offload=cpu_offload, compile=compile_unet)
+    settings = SampleSettings(
+        num_frames=num_frames,
+        steps=steps,
+        fps=fps,
+        motion_bucket_id=motion_bucket_id,
+        noise_aug_strength=noise_aug_strength,
+        min_guidance=min_guidance,
+        max_guidance=max_guidance,
+        height=height,
+        width=width,
+        decode_chunk_size=decode_chunk_size,
+    )
+    if low_memory:
+        low_memory_preset(load, settings, decode_chunk_size_given=decode_chunk_size is not None)
+    try:
+        summary = run_generation(
+            images,
+            output=output,
+            kind=kind,
+            model=model,
+            load=load,
+            settings=settings,
+            seed=seed,
+            batch_size=batch_size,
+            progress=not quiet,
+            on_video=None if as_json else lambda job: click.echo(job.output),
+        )
+    except (GenerateInputError, ModelSourceError) as error:
+        raise UsageProblem(str(error)) from None
+    except torch.OutOfMemoryError:
+        raise click.ClickException(
+            "out of GPU memory: try --low-memory, a smaller --decode-chunk-size or --num-frames, or --batch-size 1"
+        ) from None
+    if as_json:
+        click.echo(json.dumps(summary.to_dict(), indent=2))
+    else:
+        videos = len(summary.videos)
+        click.echo(
+            f"{videos} video(s), seed {summary.seed}, {summary.timings['seconds_per_video']:.1f} s per video", err=True
+        )
 
 
 @cli.command("sample-video", context_settings=CONTEXT)

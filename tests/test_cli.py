@@ -35,14 +35,6 @@ def test_help_describes_each_command(command, words):
         assert word in result.stdout
 
 
-@pytest.mark.parametrize("command", [("generate", "image.png")])
-def test_unfinished_commands_say_so(command):
-    result = svd(*command)
-    assert result.returncode == 1
-    assert "not implemented yet" in result.stderr
-    assert "Traceback" not in result.stderr
-
-
 def test_unknown_option_is_a_usage_error():
     result = svd("curate", "--frobnicate")
     assert result.returncode == 2

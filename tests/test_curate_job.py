@@ -9,11 +9,13 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import av
 import open_clip
+import psutil
 import pyarrow.parquet as pq
 import pytest
 import ray
@@ -234,3 +236,29 @@ def test_whole_run_filter_sets_relative_thresholds_and_keeps_every_row():
     calibrated = CurationConfig.model_validate({"filter": {"drop_bottom_motion": 0.5, "calibration_clips": 4}})
     apply_filter(rows, calibrated)  # threshold from motion 0..3 only: 2.0
     assert [row["kept"] for row in rows] == [False, False, True, True, True, True, True, False]
+
+
+def test_a_worker_killed_during_a_model_stage_is_replaced_and_the_job_completes(local_ray, tmp_path):
+    """SIGKILL the OCR actor's process mid-run: Ray restarts it and retries its batch; nothing is lost."""
+    sources = videos(tmp_path, 4)
+    config = load_config(CurationConfig, TINY, ["ray.ocr.batch_size=1"])
+    straight = run_curation(sources, tmp_path / "straight", config)
+
+    outcome: dict = {}
+    job = threading.Thread(target=lambda: outcome.update(result=run_curation(sources, tmp_path / "killed", config)))
+    job.start()
+    killed = None
+    deadline = time.monotonic() + 120
+    while killed is None and job.is_alive() and time.monotonic() < deadline:
+        for process in psutil.process_iter(["pid", "cmdline"]):
+            if "OcrStage" in " ".join(process.info["cmdline"] or []):
+                time.sleep(1.0)  # let it take a batch first
+                process.send_signal(signal.SIGKILL)
+                killed = process.info["pid"]
+                break
+        time.sleep(0.05)
+    job.join(timeout=300)
+    assert killed is not None, "the OCR actor was never seen running"
+    assert "result" in outcome, "the job did not complete after its OCR worker was killed"
+    assert outcome["result"].clips == straight.clips
+    assert set(read_shards(tmp_path / "killed")) == set(read_shards(tmp_path / "straight"))
