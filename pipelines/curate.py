@@ -164,7 +164,7 @@ def stream_results(sources: list[str], output_dir: Path, config: CurationConfig)
         )
     waiting: dict[str, InputResult] = {}
     for row in dataset.iter_rows():
-        result = waiting.setdefault(row["source"], InputResult(row["source"]))
+        result = waiting.setdefault(row["source"], InputResult(row["source"], node=row["node"]))
         for name, value in json.loads(row["counts"]).items():
             result.counts[name] = result.counts.get(name, 0) + value
         if row["error"]:

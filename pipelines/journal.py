@@ -25,6 +25,7 @@ class InputResult:
     rows: list[dict] = field(default_factory=list)
     error: str | None = None
     counts: dict[str, int] = field(default_factory=dict)
+    node: str = ""  # the Ray node that split it, for tracing a cluster run
 
 
 class RunJournal:

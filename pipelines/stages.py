@@ -8,6 +8,7 @@ Every row has the same columns, whatever happened to its clip, so Ray's blocks a
   counts           split counts, as JSON text (on the first row of an input only)
   frames           the frames later stages need, as .npz bytes (b"" once the last one used them)
   embeddings       the clip's CLIP frame embeddings, as .npz bytes, from the CLIP stage to the caption match
+  node             the Ray node that split the input (kept in the run's journal, not in the outputs)
 The work itself is done by `curation/` (split_video, motion_score, TextDetector, ClipScorer, the
 captioners, filtering): these
 wrappers only move data between rows and those functions, and apply the early filters.
@@ -21,6 +22,7 @@ import logging
 from pathlib import Path
 
 import numpy as np
+import ray
 
 from curation.caption_coca import CocaCaptioner, middle_frame_index
 from curation.caption_llm import load_llm
@@ -221,6 +223,7 @@ def stage_row(source: str, clips_in_source: int, clip: dict | None = None, error
         "counts": json.dumps(counts or {}),
         "frames": b"",
         "embeddings": b"",
+        "node": ray.get_runtime_context().get_node_id(),
     }
 
 
