@@ -18,6 +18,9 @@ from diffusers import (
 )
 from transformers import CLIPImageProcessor, CLIPTokenizer, CLIPVisionConfig, CLIPVisionModelWithProjection
 
+# The real pipelines' scheduler configs, re-exported for the tests.
+from svd.train.components import SD21_SCHEDULER, SVD_SCHEDULER  # noqa: F401
+
 CROSS_DIM = 32
 LATENT = 8  # latent height and width used in the UNet tests
 
@@ -27,20 +30,7 @@ SD_KINDS = {
     "sd1": {"attention_head_dim": 2, "use_linear_projection": False},
 }
 
-# The scheduler configs shipped with stable-diffusion-2-1 (v) and stable-diffusion-v1-5 (epsilon).
-SD21_SCHEDULER = {
-    "_class_name": "DDIMScheduler",
-    "beta_end": 0.012,
-    "beta_schedule": "scaled_linear",
-    "beta_start": 0.00085,
-    "clip_sample": False,
-    "num_train_timesteps": 1000,
-    "prediction_type": "v_prediction",
-    "set_alpha_to_one": False,
-    "skip_prk_steps": True,
-    "steps_offset": 1,
-    "trained_betas": None,
-}
+# stable-diffusion-v1-5 (epsilon prediction).
 SD15_SCHEDULER = {
     "_class_name": "PNDMScheduler",
     "beta_end": 0.012,
@@ -51,22 +41,6 @@ SD15_SCHEDULER = {
     "skip_prk_steps": True,
     "steps_offset": 1,
     "trained_betas": None,
-}
-# stable-video-diffusion-img2vid-xt's scheduler config.
-SVD_SCHEDULER = {
-    "beta_end": 0.012,
-    "beta_schedule": "scaled_linear",
-    "beta_start": 0.00085,
-    "interpolation_type": "linear",
-    "num_train_timesteps": 1000,
-    "prediction_type": "v_prediction",
-    "sigma_max": 700.0,
-    "sigma_min": 0.002,
-    "steps_offset": 1,
-    "timestep_spacing": "leading",
-    "timestep_type": "continuous",
-    "trained_betas": None,
-    "use_karras_sigmas": True,
 }
 
 
