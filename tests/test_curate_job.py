@@ -116,13 +116,14 @@ def test_changed_config_is_refused_unless_restart(local_ray, tmp_path):
 
 
 def test_resume_after_the_driver_is_killed_equals_an_uninterrupted_run(local_ray, tmp_path):
-    sources = videos(tmp_path, 4)
+    sources = videos(tmp_path, 5)
+    overrides = ["output.shard_max_samples=3", "ray.ocr.batch_size=1"]  # clips one by one: inputs finish apart
     straight = tmp_path / "straight"
-    run_curation(sources, straight, load_config(CurationConfig, TINY, ["output.shard_max_samples=3"]))
+    run_curation(sources, straight, load_config(CurationConfig, TINY, overrides))
 
     resumed = tmp_path / "resumed"
     command = [sys.executable, "-m", "svd.cli", "curate", *map(str, sources), "-o", str(resumed), "-c", str(TINY)]
-    command += ["--set", "output.shard_max_samples=3"]
+    command += [argument for override in overrides for argument in ("--set", override)]
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
     driver = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     done = resumed / WORK_FOLDER / "inputs"
