@@ -17,6 +17,8 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlparse
+from urllib.request import url2pathname
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -74,11 +76,24 @@ class CurationResult:
     counts: dict[str, int] = field(default_factory=dict)
 
 
+def local_path(location: str) -> Path:
+    """A path or a `file://` URL as a local path; other URLs (s3://, gs://, http://, ...) are refused clearly."""
+    if "://" not in location:
+        return Path(location)
+    url = urlparse(location)
+    if url.scheme == "file":
+        return Path(url2pathname(url.path))
+    raise InputError(f"{location}: {url.scheme}:// locations are not supported yet; copy or mount them locally")
+
+
 def find_inputs(inputs: list[str]) -> list[Path]:
-    """Expand INPUT arguments: files as given, folders recursively (video suffixes), .txt files as lists."""
+    """Expand INPUT arguments: files as given, folders recursively (video suffixes), .txt files as lists.
+
+    Each may be a path or a `file://` URL.
+    """
     found: list[Path] = []
     for item in inputs:
-        path = Path(item)
+        path = local_path(item)
         if path.is_dir():
             found += sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
         elif path.suffix.lower() == ".txt" and path.is_file():

@@ -108,13 +108,13 @@ def curate(inputs, output_dir, config_path, overrides, address, restart, verbose
     from curation.config import CurationConfig
     from curation.config_io import ConfigError, load_config
     from curation.devices import ModelLoadError
-    from pipelines.curate import InputError, find_inputs, run_curation
+    from pipelines.curate import InputError, find_inputs, local_path, run_curation
     from pipelines.ray_runtime import ClusterError
 
     try:
         config = load_config(CurationConfig, config_path, overrides)
         sources = find_inputs(list(inputs))
-        result = run_curation(sources, Path(output_dir), config, address=address, restart=restart)
+        result = run_curation(sources, local_path(output_dir), config, address=address, restart=restart)
     except (ConfigError, InputError) as error:
         raise UsageProblem(str(error)) from None
     except (ClusterError, ModelLoadError, EndpointError) as error:

@@ -31,7 +31,7 @@ from curation.config import CurationConfig
 from curation.config_io import load_config
 from curation.devices import ModelLoadError
 from curation.synthetic import Shot, Transition, make_video
-from pipelines.curate import InputError, apply_filter, run_curation
+from pipelines.curate import InputError, apply_filter, find_inputs, local_path, run_curation
 from pipelines.journal import WORK_FOLDER
 
 TINY = Path(__file__).parent.parent / "configs" / "curation" / "tiny.yaml"
@@ -263,3 +263,11 @@ def test_a_worker_killed_during_a_model_stage_is_replaced_and_the_job_completes(
     assert "result" in outcome, "the job did not complete after its OCR worker was killed"
     assert outcome["result"].clips == straight.clips
     assert set(read_shards(tmp_path / "killed")) == set(read_shards(tmp_path / "straight"))
+
+
+def test_inputs_and_output_may_be_file_urls(tmp_path):
+    source = videos(tmp_path, 1)[0]
+    assert find_inputs([source.as_uri(), f"file://{tmp_path}"]) == [source]
+    assert local_path(f"file://{tmp_path}/out") == tmp_path / "out"
+    with pytest.raises(InputError, match=r"s3://bucket/videos: s3:// locations are not supported yet"):
+        find_inputs(["s3://bucket/videos"])
