@@ -177,6 +177,8 @@ def stream_results(sources: list[str], output_dir: Path, config: CurationConfig)
             num_cpus=pool.num_cpus,
             num_gpus=pool.num_gpus,
         )
+    # Frames and embeddings have served their stages: only the records come back to this driver.
+    dataset = dataset.select_columns(["source", "clips_in_source", "clip", "error", "counts", "node"])
     waiting: dict[str, InputResult] = {}
     for row in dataset.iter_rows():
         result = waiting.setdefault(row["source"], InputResult(row["source"], node=row["node"]))
