@@ -264,9 +264,10 @@ def _has_frames(data: bytes, stage: str) -> bool:
 
 
 def _frames_of(data: bytes, stage: str) -> list[np.ndarray]:
-    frames = _unpack(data)
-    names = sorted((name for name in frames if name.rsplit("_", 1)[0] == stage), key=lambda n: int(n.rsplit("_", 1)[1]))
-    return [frames[name] for name in names]
+    """Only `stage`'s frames: an .npz reads each array on access, so the other stages' frames stay packed."""
+    with np.load(io.BytesIO(data)) as archive:
+        names = [name for name in archive.files if name.rsplit("_", 1)[0] == stage]
+        return [archive[name] for name in sorted(names, key=lambda name: int(name.rsplit("_", 1)[1]))]
 
 
 def _caption(clip: dict, source: str) -> Caption | None:

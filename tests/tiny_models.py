@@ -5,8 +5,6 @@ GroupNorm in the SVD blocks is fixed at 32 groups, so widths are multiples of 32
 
 from __future__ import annotations
 
-import json
-import string
 from pathlib import Path
 
 import torch
@@ -19,7 +17,7 @@ from diffusers import (
 from transformers import CLIPImageProcessor, CLIPTokenizer, CLIPVisionConfig, CLIPVisionModelWithProjection
 
 # The real pipelines' scheduler configs, re-exported for the tests.
-from svd.train.components import SD21_SCHEDULER, SVD_SCHEDULER  # noqa: F401
+from svd.train.components import SD21_SCHEDULER, SVD_SCHEDULER, character_tokenizer  # noqa: F401
 
 CROSS_DIM = 32
 LATENT = 8  # latent height and width used in the UNet tests
@@ -97,14 +95,7 @@ def svd_pipeline(unet) -> StableVideoDiffusionPipeline:
 
 def tokenizer(folder: Path, max_length: int = 16) -> CLIPTokenizer:
     """A character-level CLIP tokenizer (lower-case letters), written to `folder`."""
-    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
-    for char in string.ascii_lowercase:
-        vocab[char] = len(vocab)
-        vocab[char + "</w>"] = len(vocab)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "vocab.json").write_text(json.dumps(vocab), encoding="utf-8")
-    (folder / "merges.txt").write_text("#version: 0.2\n", encoding="utf-8")
-    return CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=max_length)
+    return character_tokenizer(folder, max_length)
 
 
 def frames_per_image(sd, x: torch.Tensor, timestep, context: torch.Tensor) -> torch.Tensor:
