@@ -9,7 +9,7 @@ Every stage has `enabled`; a stage switched off leaves its columns empty.
 from __future__ import annotations
 
 import string
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
@@ -296,6 +296,21 @@ class OutputConfig(StrictModel):
     shard_max_bytes: int = Field(1_000_000_000, ge=1)
 
 
+class ReportConfig(StrictModel):
+    """What report.html shows; it never changes which clips are kept.
+
+    `what_if_fractions`: the page tabulates, for each filter, how many clips would be kept with the thresholds
+    that drop these shares of the clips by that score alone (a relative rule: these fractions).
+    """
+
+    thumbnails_per_sheet: int = Field(24, ge=1, description="per contact sheet; the page says how many are not shown")
+    thumbnail_width: int = Field(160, ge=16, description="px; the clip's middle frame, never upscaled")
+    histogram_bins: int = Field(30, ge=1)
+    what_if_fractions: list[Annotated[float, Field(ge=0, lt=1)]] = Field(
+        default_factory=lambda: [0.1, 0.25, 0.5, 0.75], min_length=1
+    )
+
+
 class ActorPoolConfig(StrictModel):
     """Resources of one model stage's actor pool; each actor loads its model once."""
 
@@ -326,4 +341,5 @@ class CurationConfig(StrictModel):
     caption: CaptionConfig = Field(default_factory=CaptionConfig)
     filter: FilterConfig = Field(default_factory=FilterConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
+    report: ReportConfig = Field(default_factory=ReportConfig)
     ray: RayConfig = Field(default_factory=RayConfig)

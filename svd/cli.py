@@ -67,6 +67,7 @@ def cli() -> None:
 
     \b
     svd curate    long videos -> single-shot clips, scored, captioned, filtered, written as WebDataset shards
+    svd report    OUT/report.html of a curate run: score histograms, contact sheets, other thresholds
     svd train     train temporal layers on top of a frozen Stable Diffusion UNet, on those shards
     svd generate  image-to-video with Stable Video Diffusion checkpoints or a model from `svd train`
 
@@ -123,6 +124,48 @@ def curate(inputs, output_dir, config_path, overrides, address, restart, verbose
     if result.failed_inputs:
         click.echo(f"{result.failed_inputs} input(s) failed: see {Path(output_dir) / 'errors.jsonl'}", err=True)
         sys.exit(EXIT_PARTIAL)
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("output_dir", metavar="OUT")
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Try another filter on the stored scores, e.g. --set filter.min_motion=0.5 (repeatable; filter.* and "
+    "report.* only).",
+)
+@common_options
+def report(output_dir, overrides, verbose, quiet) -> None:
+    """Rebuild OUT/report.html of a finished `svd curate` run, without computing any score again.
+
+    The page holds a histogram of each score with its thresholds, the counts per stage, contact sheets of kept
+    clips and of rejected clips per reason, and how many clips other thresholds would keep. With --set
+    filter.KEY=VALUE it also shows, and prints, what the run would keep with those thresholds; OUT/config.yaml
+    stays the run's config. A clip the run rejected early (filter.early) never got its later scores: where the
+    new thresholds would let it through it is counted as "plus up to", not as kept.
+    """
+    setup_logging(verbose, quiet)
+    from curation.config_io import ConfigError
+    from pipelines.report import ReportError, local_folder, write_report
+
+    try:
+        summary = write_report(local_folder(output_dir), overrides=overrides)
+    except (ConfigError, ReportError) as error:
+        raise UsageProblem(str(error)) from None
+    click.echo(f"{summary.path}: {summary.clips} clips, {summary.kept} kept by the run")
+    if summary.kept_with_overrides is not None:
+        overrides_text = " ".join(f"--set {override}" for override in summary.overrides)
+        click.echo(
+            f"with {overrides_text}: {summary.kept_with_overrides} kept "
+            f"({summary.newly_kept} more, {summary.newly_rejected} fewer)"
+        )
+        if summary.unknown_with_overrides:
+            click.echo(
+                f"plus up to {summary.unknown_with_overrides} clips the run rejected early, whose later scores were "
+                "never computed: run svd curate with these thresholds to know"
+            )
 
 
 @cli.command(context_settings=CONTEXT)
