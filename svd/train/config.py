@@ -45,6 +45,21 @@ class DataConfig(StrictModel):
         description="False: each worker goes through its share of the rank's shards once per epoch, in a new shuffled "
         "order each epoch, epochs repeating until train.max_steps; True: shards drawn with replacement, no epochs",
     )
+    windows_per_clip: int | None = Field(
+        None,
+        ge=1,
+        description="None: each example starts at any possible frame of its clip, drawn anew every time; N: at one of "
+        "N fixed windows per clip (the centres of N equal parts of the possible starts; 1: the middle one), so "
+        "windows come back epoch after epoch and data.latent_cache hits",
+    )
+    latent_cache: str | None = Field(
+        None,
+        description="folder of cached VAE posteriors (mean and log-variance, safetensors) of training windows; None: "
+        "encode every window every step. Keyed by the clip's bytes, the window's frame indices, height x width, the "
+        "VAE encoder's weights and train.precision, so runs and ranks can share one folder; a window hits only "
+        "when drawn again (see windows_per_clip). Targets are still sampled from the posterior each step, and "
+        "the noise-augmented conditioning frame is still encoded each step (SVD noises its pixels)",
+    )
     captions: CaptionProbabilities = CaptionProbabilities()
     default_motion_bucket_id: int = Field(127, ge=0, le=255, description="for clips whose motion_bucket_id is null")
 

@@ -1,9 +1,11 @@
 """Training data: the WebDataset shards `svd curate` writes, streamed, decoded with PyAV, cut to training clips.
 
 Each sample of a shard is `KEY.mp4` (the clip), `KEY.json` (its record: fps, motion_bucket_id, captions...)
-and `KEY.txt`. One training example is `num_frames` frames taken every `stride` frames from a random start,
-resized to cover `height x width` and centre-cropped, with one caption picked among the clip's CoCa, V-BLIP
-and LLM captions, and the clip's fps (of the sampled frames) and motion bucket for micro-conditioning.
+and `KEY.txt`. One training example is `num_frames` frames taken every `stride` frames from a random start
+(any possible one, or one of `windows_per_clip` fixed windows), resized to cover `height x width` and
+centre-cropped, with one caption picked among the clip's CoCa, V-BLIP and LLM captions, and the clip's fps (of
+the sampled frames) and motion bucket for micro-conditioning. With a latent cache (`svd.train.latents`) each
+example also carries its cache key and, when the worker found it there, the window's VAE posterior moments.
 
 Order and resume. Shards are split between ranks (`shards[rank::world]`) and then between a rank's DataLoader
 workers; each worker loops over epochs of its own shards, reshuffled per epoch from (seed, rank, worker,
@@ -37,6 +39,7 @@ import webdataset as wds
 from braceexpand import braceexpand
 
 from svd.train.config import DataConfig
+from svd.train.latents import LatentCache
 
 log = logging.getLogger(__name__)
 
@@ -101,8 +104,10 @@ def _text(value) -> str:
     return value.strip() if isinstance(value, str) else ""
 
 
-def decode_clip(data: bytes, num_frames: int, config: DataConfig, rng: np.random.Generator) -> tuple[np.ndarray, float]:
-    """`num_frames` RGB frames (F, H, W, 3) uint8 every `stride` frames from a random start, and their fps.
+def decode_clip(
+    data: bytes, num_frames: int, config: DataConfig, rng: np.random.Generator
+) -> tuple[np.ndarray, float, list[int]]:
+    """`num_frames` RGB frames (F, H, W, 3) uint8 every `stride` frames from a random start, their fps and indices.
 
     Raises ValueError("too short ...") when the clip has too few frames, av errors when it cannot be decoded.
     """
@@ -114,7 +119,7 @@ def decode_clip(data: bytes, num_frames: int, config: DataConfig, rng: np.random
         total = stream.frames  # may be 0 when the container does not say
         if total and total < span:
             raise ValueError(f"too short: {total} frames, {span} needed")
-        start = int(rng.integers(0, total - span + 1)) if total else 0
+        start = window_start(total - span, config.windows_per_clip, rng) if total else 0
         wanted = range(start, start + span, stride)
         frames = []
         for index, frame in enumerate(container.decode(stream)):
@@ -124,7 +129,15 @@ def decode_clip(data: bytes, num_frames: int, config: DataConfig, rng: np.random
                     break
     if len(frames) < num_frames:
         raise ValueError(f"too short: {len(frames)} of {num_frames} frames decoded")
-    return np.stack(frames), clip_fps / stride
+    return np.stack(frames), clip_fps / stride, list(wanted)
+
+
+def window_start(last: int, windows: int | None, rng: np.random.Generator) -> int:
+    """A start frame in 0..last: any (windows None), or one of `windows` fixed ones, the centres of as many equal
+    parts of that range (1: the middle), so that the same windows come back epoch after epoch."""
+    if windows is None:
+        return int(rng.integers(0, last + 1))
+    return round(last * (int(rng.integers(0, windows)) + 0.5) / windows)
 
 
 def resize_crop(image: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -152,6 +165,7 @@ class ClipStream(torch.utils.data.IterableDataset):
         world_size: int = 1,
         num_workers: int = 0,
         skip: int = 0,
+        cache: LatentCache | None = None,
     ) -> None:
         self.urls = urls[rank::world_size]
         if not self.urls:
@@ -159,6 +173,7 @@ class ClipStream(torch.utils.data.IterableDataset):
         self.config, self.num_frames, self.seed, self.rank = config, num_frames, seed, rank
         self.num_workers = max(1, num_workers)
         self.skip = skip
+        self.cache = cache
         self.probabilities = config.captions.model_dump()
 
     def __iter__(self) -> Iterator[dict | Skipped]:
@@ -200,7 +215,7 @@ class ClipStream(torch.utils.data.IterableDataset):
         if "mp4" not in sample:
             return Skipped(key, "no_video")
         try:
-            frames, fps = decode_clip(sample["mp4"], self.num_frames, self.config, rng)
+            frames, fps, indices = decode_clip(sample["mp4"], self.num_frames, self.config, rng)
         except ValueError as error:
             reason = "too_short" if str(error).startswith("too short") else "unreadable"
             return Skipped(key, reason, str(error))
@@ -208,7 +223,7 @@ class ClipStream(torch.utils.data.IterableDataset):
             return Skipped(key, "unreadable", f"{type(error).__name__}: {error}")
         caption, source = pick_caption(record, self.probabilities, rng)
         bucket = record.get("motion_bucket_id")
-        return {
+        example = {
             "key": key,
             "frames": torch.from_numpy(frames).permute(0, 3, 1, 2),  # (F, 3, H, W) uint8
             "caption": caption,
@@ -217,6 +232,10 @@ class ClipStream(torch.utils.data.IterableDataset):
             "motion_bucket_id": int(bucket) if bucket is not None else self.config.default_motion_bucket_id,
             "motion_bucket_default": bucket is None,
         }
+        if self.cache is not None:
+            example["cache_key"] = self.cache.key(sample["mp4"], indices, self.config.height, self.config.width)
+            example["moments"], example["cache_status"] = self.cache.load(example["cache_key"], self.num_frames)
+        return example
 
 
 def _shuffled(samples: Iterator[dict], size: int, rng: random.Random) -> Iterator[dict]:
@@ -237,7 +256,9 @@ class ClipBatches:
     """Batches of examples from a `ClipStream` through a DataLoader; counts what was skipped and why.
 
     `position` is the number of items taken from the stream (examples and skipped ones): what a checkpoint
-    stores to resume the data where it stopped.
+    stores to resume the data where it stopped. With a `cache`, batches also hold `cache_keys` and `moments`
+    (None where the cache had no readable entry) and `counts` the lookups (`latent_cache_hit`, `_miss`,
+    `_unreadable`).
     """
 
     def __init__(
@@ -250,6 +271,7 @@ class ClipBatches:
         rank: int = 0,
         world_size: int = 1,
         position: int = 0,
+        cache: LatentCache | None = None,
     ) -> None:
         urls = expand_shards(config.shards)
         shards_here = len(urls[rank::world_size])
@@ -263,7 +285,15 @@ class ClipBatches:
                 shards_here,
             )
         self.stream = ClipStream(
-            urls, config, num_frames, seed=seed, rank=rank, world_size=world_size, num_workers=workers, skip=position
+            urls,
+            config,
+            num_frames,
+            seed=seed,
+            rank=rank,
+            world_size=world_size,
+            num_workers=workers,
+            skip=position,
+            cache=cache,
         )
         self.loader = torch.utils.data.DataLoader(
             self.stream,
@@ -273,6 +303,7 @@ class ClipBatches:
             prefetch_factor=4 if workers else None,
         )
         self.batch_size = batch_size
+        self.cache = cache
         self.position = position
         self.counts: Counter[str] = Counter()
         self._items = iter(self.loader)
@@ -292,11 +323,17 @@ class ClipBatches:
             self.counts["examples"] += 1
             self.counts["no_caption"] += item["caption_source"] == "none"
             self.counts["default_motion_bucket"] += item["motion_bucket_default"]
+            if self.cache is not None:
+                self.counts[f"latent_cache_{item['cache_status']}"] += 1
             examples.append(item)
-        return {
+        batch = {
             "keys": [e["key"] for e in examples],
             "frames": torch.stack([e["frames"] for e in examples]),  # (B, F, 3, H, W) uint8
             "captions": [e["caption"] for e in examples],
             "fps": torch.tensor([e["fps"] for e in examples]),
             "motion_bucket_id": torch.tensor([e["motion_bucket_id"] for e in examples], dtype=torch.float32),
         }
+        if self.cache is not None:
+            batch["cache_keys"] = [e["cache_key"] for e in examples]
+            batch["moments"] = [e["moments"] for e in examples]
+        return batch

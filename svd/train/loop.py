@@ -38,6 +38,7 @@ from svd.train.config import TrainConfig, TrainLoopConfig
 from svd.train.data import ClipBatches
 from svd.train.ema import EMA
 from svd.train.export import export
+from svd.train.latents import LatentCache, cached_moments, encoder_identity, posterior_moments, sample_latents
 from svd.train.logs import MetricsLog
 from svd.train.memory import enable_gradient_checkpointing
 from svd.train.validation import save_mp4, validation_video
@@ -60,10 +61,11 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False) -> 
     cfg = config.train
     run_dir = Path(run_dir)
 
-    # 1. Processes, device, seeds. Under torchrun each process is one rank with its own GPU.
-    rank, world_size, local_rank = _init_processes()
-    master = rank == 0
+    # 1. Processes, device, seeds. Under torchrun each process is one rank with its own GPU (or a CPU share).
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     device = _device(cfg.device, local_rank)
+    rank, world_size = _init_processes(device)
+    master = rank == 0
     run_dir.mkdir(parents=True, exist_ok=True)
     if master:
         save_config(config, run_dir / "config.yaml")
@@ -106,7 +108,7 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False) -> 
     )
 
     # 4. Resume: weights, optimizer, schedule, EMA, RNG states and data position of the latest checkpoint.
-    step, position, counts = 0, 0, Counter()
+    step, position, counts, saved_shards = 0, 0, Counter(), None
     checkpoint = latest_checkpoint(run_dir) if resume else None
     if resume and checkpoint is None:
         log.warning("--resume: no checkpoint in %s; starting from step 0", run_dir / "checkpoints")
@@ -125,9 +127,19 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False) -> 
             raise ValueError(f"{checkpoint} was written by {len(ranks)} rank(s); resume with as many, not {world_size}")
         set_rng_state(saved["rng"][rank], ranks[rank]["rng"], generator)
         step, position, counts = state["step"], ranks[rank]["data_position"], Counter(ranks[rank]["counts"])
+        saved_shards = ranks[rank].get("shards")
         log.info("resumed from %s (step %d)", checkpoint, step)
 
-    # 5. Data: this rank's shards, streamed, decoded, skipping what it already consumed.
+    # 5. Data: this rank's shards, streamed, decoded, skipping what it already consumed; the latent cache.
+    cache = None
+    if config.data.latent_cache:
+        cache = LatentCache(config.data.latent_cache, encoder_identity(components.vae, cfg.precision))
+        log.info("latent cache in %s (encoder %s)", cache.folder, cache.encoder[:12])
+        if config.data.windows_per_clip is None:
+            log.warning(
+                "data.latent_cache without data.windows_per_clip: windows start anywhere, so few ever come back "
+                "to hit the cache"
+            )
     batches = ClipBatches(
         config.data,
         config.model.num_frames,
@@ -136,7 +148,12 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False) -> 
         rank=rank,
         world_size=world_size,
         position=position,
+        cache=cache,
     )
+    urls = batches.stream.urls
+    log.info("rank %d of %d reads %d shard(s): %s", rank, world_size, len(urls), _listing(urls))
+    if saved_shards is not None and saved_shards != urls:
+        log.warning("rank %d: its shards changed since the checkpoint; the data does not resume where it stopped", rank)
     batches.counts.update(counts)
     metrics = MetricsLog(run_dir, config.log.tensorboard) if master else None
     result = TrainResult(run_dir, step)
@@ -156,9 +173,14 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False) -> 
             if validation_image is None and master and config.validation.every:
                 validation_image = _first_frame_as_validation_image(frames[0, 0], run_dir)
 
-            # Conditioning, with the frozen encoders: no gradients, inference mode.
+            # Conditioning, with the frozen encoders: no gradients, inference mode. Targets are drawn from the
+            # VAE posterior of the frames, whose moments may come from the latent cache.
             with torch.no_grad(), autocast:
-                x0 = video_latents(components.vae, frames, generator).float()
+                if cache is None:
+                    moments = posterior_moments(components.vae, frames)
+                else:
+                    moments = cached_moments(cache, batch, components.vae, frames)
+                x0 = sample_latents(components.vae, moments, generator).float()
                 draw = torch.rand(size, generator=generator)
                 drop_image = draw < dropout.both + dropout.image
                 drop_text = (draw < dropout.both) | (
@@ -229,6 +251,9 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False) -> 
                 "samples_per_s": samples_per_step / elapsed,
                 "skipped": sum(v for k, v in batches.counts.items() if k.startswith("skipped_")),
             }
+            if cache is not None:
+                values["cache_hits"] = batches.counts["latent_cache_hit"]
+                values["cache_misses"] = batches.counts["latent_cache_miss"] + batches.counts["latent_cache_unreadable"]
             if device.type == "cuda":
                 values["gpu_mem_gb"] = torch.cuda.max_memory_allocated(device) / 2**30
             if master:
@@ -251,7 +276,12 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False) -> 
         # Checkpoint: every rank's RNG and data position gathered, rank 0 writes.
         if step % cfg.checkpoint_every == 0 or step == cfg.max_steps:
             rng_tensors, rng_plain = rng_state(generator)
-            mine = {"rng": rng_plain, "data_position": batches.position, "counts": dict(batches.counts)}
+            mine = {
+                "rng": rng_plain,
+                "data_position": batches.position,
+                "counts": dict(batches.counts),
+                "shards": urls,
+            }
             everyone = [(rng_tensors, mine)]
             if world_size > 1:
                 everyone = [None] * world_size
@@ -271,6 +301,7 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False) -> 
                     rng_tensors=[tensors for tensors, _ in everyone],
                     keep=cfg.keep_checkpoints,
                 )
+                log.info("checkpoint %s", result.checkpoint)
             if world_size > 1:
                 dist.barrier()
 
@@ -310,24 +341,17 @@ def lr_factor(step: int, cfg: TrainLoopConfig) -> float:
     return cfg.min_lr_ratio + (1.0 - cfg.min_lr_ratio) * shape
 
 
-@torch.no_grad()
-def video_latents(vae, frames: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """(B, F, 3, H, W) pixels in [-1, 1] -> (B, F, C, h, w) posterior samples x VAE scaling factor.
-
-    What `ImageConditioner.video_latents` computes, for any VAE (the SD one of text-to-video included).
-    """
-    parameter = next(vae.parameters())
-    flat = frames.flatten(0, 1).to(device=parameter.device, dtype=parameter.dtype)
-    latents = vae.encode(flat).latent_dist.sample(generator) * vae.config.scaling_factor
-    return latents.reshape(*frames.shape[:2], *latents.shape[1:])
+def _listing(items: list[str], most: int = 4) -> str:
+    return ", ".join(items) if len(items) <= most else f"{', '.join(items[:most])} ... ({len(items) - most} more)"
 
 
-def _init_processes() -> tuple[int, int, int]:
-    """(rank, world size, local rank); joins the process group when started by torchrun with several processes."""
+def _init_processes(device: torch.device) -> tuple[int, int]:
+    """(rank, world size); joins the process group when started by torchrun with several processes: NCCL on
+    GPUs, gloo on CPUs (`train.device=cpu` included, on a machine with GPUs)."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
-    return int(os.environ.get("RANK", "0")), world_size, int(os.environ.get("LOCAL_RANK", "0"))
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return int(os.environ.get("RANK", "0")), world_size
 
 
 def _device(name: str, local_rank: int) -> torch.device:
