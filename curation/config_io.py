@@ -47,8 +47,12 @@ def load_config(schema: type[Config], path: str | Path | None = None, overrides:
 
 def save_config(config: StrictModel, path: str | Path) -> None:
     """Write the fully resolved config, so every output says what produced it."""
-    text = yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
-    Path(path).write_text(text, encoding="utf-8")
+    Path(path).write_text(config_text(config), encoding="utf-8")
+
+
+def config_text(config: StrictModel) -> str:
+    """The fully resolved config as YAML."""
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:

@@ -182,3 +182,23 @@ def thresholds_summary(rules: Sequence[Rule]) -> dict[str, dict]:
         }
         for rule in rules
     }
+
+
+def apply_filter(rows: list[dict], config: FilterConfig) -> list[Rule]:
+    """Every rule over the whole run: relative thresholds from the scores (all of them, or the first
+    `filter.calibration_clips`), then each clip's reasons.
+
+    Absolute rules already ran early in the stream (so rejected clips skipped later stages); running them
+    again here gives the same reasons, and the relative ones are added. Returns the calibrated rules.
+    """
+    rules = filter_rules(config)
+    scores = {}
+    for rule in rules:
+        values = [row[rule.score] for row in rows if row.get(rule.score) is not None]
+        scores[rule.score] = values[: config.calibration_clips]  # the first N scored, in input order
+    rules = calibrate(rules, scores)
+    for row in rows:
+        early = [reason for reason in row["reject_reasons"] if reason["filter"] == "decode"]
+        row["reject_reasons"] = early + [reason.to_dict() for reason in reject_reasons(row, rules)]
+        row["kept"] = not row["reject_reasons"]
+    return rules

@@ -1,24 +1,21 @@
 """`svd curate`: the curation stages as one streaming Ray Data job, and the output contract it writes.
 
-Sources go in as paths (never as bytes through Ray's object store); each split task writes its clip files
-to OUT/clips/ and passes on small records. Records stream back to this driver, which files each input's
-result in OUT/.work/ once all of its clips are through (see `journal.py`). At the end the shards, the
-parquet table, errors.jsonl and summary.json are written from those files. Running the same command on
-the same OUT resumes: finished inputs are skipped, and the end state is that of an uninterrupted run.
-Outputs in OUT: shards/, clips.parquet, errors.jsonl, summary.json, config.yaml (see README); clips/ holds
-the clip files the shards were made from.
+Sources go in as paths or URLs (never as bytes through Ray's object store); each split task writes its
+clip files to OUT/clips/ and passes on small records. INPUT and OUT may be local or any fsspec URL
+(`storage.py`). Records stream back to this driver, which files each input's result in OUT/.work/ once
+all of its clips are through (see `journal.py`). At the end the shards, the parquet table, errors.jsonl,
+summary.json and report.html are written from those files. Running the same command on the same OUT
+resumes: finished inputs are skipped, and the end state is that of an uninterrupted run. Outputs in OUT:
+shards/, clips.parquet, errors.jsonl, summary.json, report.html, config.yaml (see README); clips/ holds the
+clip files the shards were made from.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
-import shutil
 from dataclasses import dataclass, field
-from pathlib import Path
-from urllib.parse import urlparse
-from urllib.request import url2pathname
+from pathlib import Path, PurePosixPath
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -28,14 +25,16 @@ import yaml
 from curation import captions, clip_scores, ocr
 from curation.caption_llm import EndpointError
 from curation.config import ActorPoolConfig, CurationConfig
-from curation.config_io import save_config
+from curation.config_io import config_text
 from curation.devices import ModelLoadError
-from curation.filtering import calibrate, filter_rules, reject_reasons, thresholds_summary
+from curation.filtering import apply_filter, thresholds_summary
 from curation.progress import track
 from pipelines.journal import WORK_FOLDER, InputResult, RunJournal
 from pipelines.ray_runtime import ray_session
+from pipelines.report import REPORT_NAME, build_report
 from pipelines.shards import ShardWriter, clear_shards
 from pipelines.stages import (
+    CLIPS_FOLDER,
     ClipImageStage,
     ClipTextStage,
     CocaStage,
@@ -45,9 +44,13 @@ from pipelines.stages import (
     motion_stage,
     split_stage,
 )
+from pipelines.storage import Folder, LocationError, filesystem, find_files, normalise
 
 log = logging.getLogger(__name__)
 
+CONFIG_FILE = "config.yaml"
+SHARDS_FOLDER = "shards"
+OUTPUT_FILES = ("clips.parquet", "errors.jsonl", "summary.json", REPORT_NAME, CONFIG_FILE)
 VIDEO_SUFFIXES = {
     ".mp4",
     ".m4v",
@@ -66,7 +69,7 @@ VIDEO_SUFFIXES = {
 
 
 class InputError(ValueError):
-    """An INPUT argument that names nothing usable (a user mistake, reported in one line)."""
+    """An INPUT or OUT argument that names nothing usable (a user mistake, reported in one line)."""
 
 
 @dataclass
@@ -76,33 +79,31 @@ class CurationResult:
     counts: dict[str, int] = field(default_factory=dict)
 
 
-def local_path(location: str) -> Path:
-    """A path or a `file://` URL as a local path; other URLs (s3://, gs://, http://, ...) are refused clearly."""
-    if "://" not in location:
-        return Path(location)
-    url = urlparse(location)
-    if url.scheme == "file":
-        return Path(url2pathname(url.path))
-    raise InputError(f"{location}: {url.scheme}:// locations are not supported yet; copy or mount them locally")
-
-
-def find_inputs(inputs: list[str]) -> list[Path]:
+def find_inputs(inputs: list[str]) -> list[str]:
     """Expand INPUT arguments: files as given, folders recursively (video suffixes), .txt files as lists.
 
-    Each may be a path or a `file://` URL.
+    Each may be a local path or a URL (`file://`, or any scheme fsspec has a filesystem for). Local
+    sources come back as absolute paths, URLs as URLs.
     """
-    found: list[Path] = []
+    found: list[str] = []
     for item in inputs:
-        path = local_path(item)
-        if path.is_dir():
-            found += sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
-        elif path.suffix.lower() == ".txt" and path.is_file():
-            lines = path.read_text(encoding="utf-8").splitlines()
-            found += [Path(line.strip()) for line in lines if line.strip() and not line.lstrip().startswith("#")]
-        elif path.exists():
-            found.append(path)
-        else:
-            raise InputError(f"{item}: no such file or folder")
+        try:
+            in_folder = find_files(item, VIDEO_SUFFIXES)
+            if in_folder is not None:
+                found += in_folder
+                continue
+            fs, path = filesystem(item)
+            if not fs.isfile(path):
+                raise InputError(f"{item}: no such file or folder")
+            if path.lower().endswith(".txt"):
+                lines = fs.cat_file(path).decode("utf-8").splitlines()
+                found += [
+                    normalise(line.strip()) for line in lines if line.strip() and not line.lstrip().startswith("#")
+                ]
+            else:
+                found.append(normalise(item))
+        except LocationError as error:
+            raise InputError(str(error)) from None
     unique = list(dict.fromkeys(found))
     if not unique:
         raise InputError(f"no video files found in {', '.join(inputs)}")
@@ -110,58 +111,63 @@ def find_inputs(inputs: list[str]) -> list[Path]:
 
 
 def run_curation(
-    inputs: list[Path], output_dir: Path, config: CurationConfig, address: str | None = None, restart: bool = False
+    inputs: list[str | Path],
+    output_dir: str | Path,
+    config: CurationConfig,
+    address: str | None = None,
+    restart: bool = False,
 ) -> CurationResult:
-    """Curate `inputs` into `output_dir`; a bad input becomes a line of errors.jsonl, never a failed job."""
+    """Curate `inputs` into `output_dir` (a path or URL); a bad input becomes a line of errors.jsonl, never
+    a failed job."""
     if config.ocr.enabled:  # a model that cannot be loaded stops the run before any work
         ocr.preflight(config.ocr)
     if config.clip.enabled:
         clip_scores.preflight(config.clip)
     captions.preflight(config.caption)
-    output_dir = output_dir.absolute()
-    prepare_output(output_dir, config, restart)
-    journal = RunJournal(output_dir)
-    sources = [str(path.absolute()) for path in inputs]  # Ray workers may run in another folder
+    try:
+        output = Folder(str(output_dir))
+    except LocationError as error:
+        raise InputError(str(error)) from None
+    prepare_output(output, config, restart)
+    journal = RunJournal(output)
+    sources = [normalise(str(source)) for source in inputs]  # Ray workers may run in another folder
     pending = [source for source in sources if not journal.is_done(source)]
     if len(pending) < len(sources):
-        log.info("resuming %s: %d of %d inputs already done", output_dir, len(sources) - len(pending), len(sources))
+        log.info("resuming %s: %d of %d inputs already done", output.url(), len(sources) - len(pending), len(sources))
     if pending:
         with ray_session(address, cpus_needed(config)):
             try:
-                for result in track(stream_results(pending, output_dir, config), len(pending), "curate", "videos"):
+                for result in track(stream_results(pending, output, config), len(pending), "curate", "videos"):
                     journal.record(result)
             except Exception as error:  # Ray wraps what a stage raised; a model that cannot load is one line
                 cause = _model_problem(error)
                 if cause is None:
                     raise
                 raise cause from None
-    return write_outputs([journal.load(source) for source in sources], output_dir, config)
+    return write_outputs([journal.load(source) for source in sources], output, config)
 
 
-def prepare_output(output_dir: Path, config: CurationConfig, restart: bool) -> None:
+def prepare_output(output: Folder, config: CurationConfig, restart: bool) -> None:
     """Start a new OUT, or check that the run in it has this config (else refuse, or wipe it with restart)."""
-    saved = output_dir / "config.yaml"
-    if saved.is_file() and not restart:
-        previous = yaml.safe_load(saved.read_text(encoding="utf-8"))
+    if output.exists(CONFIG_FILE) and not restart:
+        previous = yaml.safe_load(output.read_text(CONFIG_FILE))
         current = config.model_dump(mode="json")
-        changed = sorted(_differences(previous, current))
+        # The report's settings change only the page, which is rewritten at the end of every run.
+        changed = sorted(key for key in _differences(previous, current) if key.split(".")[0] != "report")
         if changed:
             raise InputError(
-                f"{output_dir} holds a run with another config (differs in {', '.join(changed[:5])}): "
+                f"{output.url()} holds a run with another config (differs in {', '.join(changed[:5])}): "
                 "pass --restart to discard it and start again, or choose another -o"
             )
     elif restart:
-        for name in (WORK_FOLDER, "shards", "clips"):
-            shutil.rmtree(output_dir / name, ignore_errors=True)
-        for name in ("clips.parquet", "errors.jsonl", "summary.json", "report.html", "config.yaml"):
-            (output_dir / name).unlink(missing_ok=True)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    save_config(config, saved)
+        for name in (WORK_FOLDER, SHARDS_FOLDER, CLIPS_FOLDER, *OUTPUT_FILES):
+            output.remove(name)
+    output.write_text(CONFIG_FILE, config_text(config))
 
 
-def stream_results(sources: list[str], output_dir: Path, config: CurationConfig):
+def stream_results(sources: list[str], output: Folder, config: CurationConfig):
     """Run the stages on Ray and yield each input's `InputResult` as soon as all of its clips are through."""
-    stage_args = {"output_dir": str(output_dir), "config": config}
+    stage_args = {"output_dir": output.location, "config": config}
     dataset = ray.data.from_items([{"source": source} for source in sources], override_num_blocks=len(sources))
     dataset = dataset.flat_map(split_stage, fn_kwargs=stage_args, num_cpus=config.ray.split_cpus)
     if config.motion.enabled or config.ocr.enabled or config.clip.enabled or config.caption.enabled:
@@ -211,56 +217,39 @@ def cpus_needed(config: CurationConfig) -> float:
     return actors + config.ray.split_cpus + config.ray.motion_cpus
 
 
-def write_outputs(results: list[InputResult], output_dir: Path, config: CurationConfig) -> CurationResult:
-    """Shards, clips.parquet, errors.jsonl and summary.json from every input's result, in input order."""
+def write_outputs(results: list[InputResult], output: Folder, config: CurationConfig) -> CurationResult:
+    """Shards, clips.parquet, errors.jsonl, summary.json and report.html from every input's result, in input
+    order."""
     rows = [row for result in results for row in result.rows]
     errors = [{"input": result.source, "error": result.error} for result in results if result.error]
     counts: dict[str, int] = {"inputs": len(results)}
     for result in results:
         for name, value in result.counts.items():
             counts[name] = counts.get(name, 0) + value
-    rules = apply_filter(rows, config)
+    rules = apply_filter(rows, config.filter)
     kept = sorted((row for row in rows if row["kept"]), key=lambda row: row["key"])
-    shards = write_shards(kept, output_dir, config)
+    shards = write_shards(kept, output, config)
     counts.update(failed_inputs=len(errors), kept=len(kept), rejected=len(rows) - len(kept), shards=len(shards))
     for row in rows:
         for reason in row["reject_reasons"]:
             counts[f"rejected_by_{reason['filter']}"] = counts.get(f"rejected_by_{reason['filter']}", 0) + 1
-    _write_parquet(rows, output_dir / "clips.parquet")
-    _write_lines(errors, output_dir / "errors.jsonl")
-    _write_json({"counts": counts, "thresholds": thresholds_summary(rules)}, output_dir / "summary.json")
+    output.write_bytes("clips.parquet", _parquet_bytes(rows))
+    output.write_text("errors.jsonl", "".join(json.dumps(error, ensure_ascii=False) + "\n" for error in errors))
+    summary = {"counts": counts, "thresholds": thresholds_summary(rules)}
+    output.write_text("summary.json", json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+    output.write_text(
+        REPORT_NAME, build_report(rows, summary, config, output.read_bytes, title=PurePosixPath(output.url()).name)
+    )
     return CurationResult(clips=len(kept), failed_inputs=len(errors), counts=counts)
 
 
-def apply_filter(rows: list[dict], config: CurationConfig) -> list:
-    """Every rule over the whole run: relative thresholds from the scores (all of them, or the first
-    `filter.calibration_clips`), then each clip's reasons.
-
-    Absolute rules already ran early in the stream (so rejected clips skipped later stages); running them
-    again here gives the same reasons, and the relative ones are added. Returns the calibrated rules.
-    """
-    rules = filter_rules(config.filter)
-    scores = {}
-    for rule in rules:
-        values = [row[rule.score] for row in rows if row.get(rule.score) is not None]
-        scores[rule.score] = values[: config.filter.calibration_clips]  # the first N scored, in input order
-    rules = calibrate(rules, scores)
-    for row in rows:
-        early = [reason for reason in row["reject_reasons"] if reason["filter"] == "decode"]
-        row["reject_reasons"] = early + [reason.to_dict() for reason in reject_reasons(row, rules)]
-        row["kept"] = not row["reject_reasons"]
-    return rules
-
-
-def write_shards(kept: list[dict], output_dir: Path, config: CurationConfig) -> list[str]:
+def write_shards(kept: list[dict], output: Folder, config: CurationConfig) -> list[str]:
     """All shards of the run, rewritten from the records: a resumed run gives the same shards."""
-    folder = output_dir / "shards"
-    clear_shards(folder)
-    writer = ShardWriter(folder, config.output.shard_max_samples, config.output.shard_max_bytes)
+    clear_shards(output, SHARDS_FOLDER)
+    writer = ShardWriter(output, SHARDS_FOLDER, config.output.shard_max_samples, config.output.shard_max_bytes)
     for row in kept:
-        video = (output_dir / row["path"]).read_bytes()
         record = {name: value for name, value in row.items() if name not in ("path", "kept", "reject_reasons")}
-        writer.write(row["key"], video, record, row.get("caption") or "")
+        writer.write(row["key"], output.read_bytes(row["path"]), record, row.get("caption") or "")
     return writer.close()
 
 
@@ -286,17 +275,8 @@ def _differences(old, new, prefix: str = "") -> list[str]:
     return [] if old == new else [prefix.rstrip(".")]
 
 
-def _write_parquet(rows: list[dict], path: Path) -> None:
+def _parquet_bytes(rows: list[dict]) -> bytes:
     table = pa.Table.from_pylist(rows) if rows else pa.table({"key": pa.array([], pa.string())})
-    temporary = path.with_name(path.name + ".part")
-    pq.write_table(table, temporary)
-    os.replace(temporary, path)
-
-
-def _write_lines(records: list[dict], path: Path) -> None:
-    text = "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
-    path.write_text(text, encoding="utf-8")
-
-
-def _write_json(data: dict, path: Path) -> None:
-    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    buffer = pa.BufferOutputStream()
+    pq.write_table(table, buffer)
+    return buffer.getvalue().to_pybytes()

@@ -1,8 +1,8 @@
 """What a curation run has finished, kept in OUT/.work/ so that the same command resumes where it stopped.
 
 One file per finished input, written only once every clip of that input has been through every stage,
-and atomically (temporary name, then rename): an input either has its complete result on disk or is done
-again from the start. Shards are written from these files at the end of the run, so a run that was killed
+and atomically (`Folder.write_bytes`: temporary name, then move): an input either has its complete result
+in OUT or is done again from the start. Shards are written from these files at the end of the run, so a run that was killed
 and resumed writes exactly the shards an uninterrupted run writes.
 """
 
@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
+
+from pipelines.storage import Folder, without_credentials
 
 WORK_FOLDER = ".work"
 
@@ -29,21 +29,21 @@ class InputResult:
 
 
 class RunJournal:
-    def __init__(self, output_dir: Path):
-        self.folder = output_dir / WORK_FOLDER / "inputs"
-        self.folder.mkdir(parents=True, exist_ok=True)
+    def __init__(self, output: Folder):
+        self.output = output
 
     def is_done(self, source: str) -> bool:
-        return self._path(source).is_file()
+        return self.output.exists(self._name(source))
 
     def record(self, result: InputResult) -> None:
-        path = self._path(result.source)
-        partial = path.with_name(path.name + ".part")
-        partial.write_text(json.dumps(asdict(result), ensure_ascii=False), encoding="utf-8")
-        os.replace(partial, path)
+        entry = {**asdict(result), "source": without_credentials(result.source)}
+        self.output.write_text(self._name(result.source), json.dumps(entry, ensure_ascii=False))
 
     def load(self, source: str) -> InputResult:
-        return InputResult(**json.loads(self._path(source).read_text(encoding="utf-8")))
+        return InputResult(**json.loads(self.output.read_text(self._name(source))))
 
-    def _path(self, source: str) -> Path:
-        return self.folder / f"{hashlib.sha256(source.encode()).hexdigest()[:24]}.json"
+    @staticmethod
+    def _name(source: str) -> str:
+        """Named by the source without credentials: a changed password is still the same input."""
+        digest = hashlib.sha256(without_credentials(source).encode()).hexdigest()[:24]
+        return f"{WORK_FOLDER}/inputs/{digest}.json"

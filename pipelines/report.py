@@ -18,12 +18,9 @@ import html
 import io
 import json
 import math
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
-from urllib.parse import urlparse
-from urllib.request import url2pathname
+from pathlib import Path, PurePosixPath
 
 import av
 import numpy as np
@@ -33,11 +30,12 @@ from PIL import Image
 
 from curation.config import CurationConfig, ReportConfig
 from curation.config_io import ConfigError, load_config, parse_override
-from curation.filtering import Rule, filter_rules, relative_threshold
-from pipelines.curate import apply_filter
+from curation.filtering import Rule, apply_filter, filter_rules, relative_threshold
+from pipelines.storage import Folder, LocationError
 
 REPORT_NAME = "report.html"
-RUN_FILES = ("clips.parquet", "summary.json", "config.yaml")
+CONFIG_NAME = "config.yaml"
+RUN_FILES = ("clips.parquet", "summary.json", CONFIG_NAME)
 
 # The scores in pipeline order, with the names the page gives them.
 SCORES = {
@@ -106,7 +104,7 @@ class Comparison:
 class ReportSummary:
     """What `svd report` tells the user; the `*_with_overrides` fields are None without filter overrides."""
 
-    path: Path
+    path: str
     clips: int
     kept: int
     overrides: tuple[str, ...] = ()
@@ -117,21 +115,25 @@ class ReportSummary:
 
 
 def write_report(
-    output_dir: Path, config: CurationConfig | None = None, overrides: Sequence[str] = ()
+    output_dir: str | Path, config: CurationConfig | None = None, overrides: Sequence[str] = ()
 ) -> ReportSummary:
     """Rebuild OUT/report.html from a finished run, with `--set filter.*` overrides shown beside the run's filter.
 
-    `config` is the run's config when the caller holds it (default: OUT/config.yaml); the overrides apply on top
-    of OUT/config.yaml and are never written to it.
+    OUT is a path or a URL (`pipelines/storage.py`). `config` is the run's config when the caller holds it
+    (default: OUT/config.yaml); the overrides apply on top of OUT/config.yaml and are never written to it.
     """
-    output_dir = Path(output_dir)
+    try:
+        output = Folder(str(output_dir))
+    except LocationError as error:
+        raise ReportError(str(error)) from None
     # 1. Check that OUT holds a finished run, and which overrides are asked for.
-    if not output_dir.is_dir():
-        raise ReportError(f"{output_dir}: no such folder")
-    missing = [name for name in RUN_FILES if not (output_dir / name).is_file()]
+    if not output.exists(""):
+        raise ReportError(f"{output.url()}: no such folder")
+    missing = [name for name in RUN_FILES if not output.exists(name)]
     if missing:
         raise ReportError(
-            f"{output_dir}: no finished svd curate run here ({', '.join(missing)} missing): run or finish svd curate first"
+            f"{output.url()}: no finished svd curate run here ({', '.join(missing)} missing): "
+            "run or finish svd curate first"
         )
     for override in overrides:
         keys, _ = parse_override(override)
@@ -141,21 +143,20 @@ def write_report(
                 f"changing {keys[0]}.* needs the clips scored again with svd curate"
             )
     # 2. Read the run; the overrides apply on top of its saved config.
-    saved = output_dir / "config.yaml"
-    if config is None:
-        config = load_config(CurationConfig, saved)
-    proposed = load_config(CurationConfig, saved, overrides) if overrides else None
-    rows = read_rows(output_dir / "clips.parquet")
-    summary = _read_summary(output_dir / "summary.json")
+    with output.local_file(CONFIG_NAME) as saved:
+        config = config or load_config(CurationConfig, saved)
+        proposed = load_config(CurationConfig, saved, overrides) if overrides else None
+    rows = read_rows(output)
+    summary = _read_summary(output)
     # 3. Compare, render, write.
     comparison = compare(rows, config, proposed, overrides)
     settings = (proposed or config).report
-    page = _render(rows, summary, config, local_reader(output_dir), comparison, settings, output_dir.name)
-    path = save_report(page, output_dir)
+    title = PurePosixPath(output.url()).name
+    output.write_text(REPORT_NAME, _render(rows, summary, config, output.read_bytes, comparison, settings, title))
     before = comparison.before if comparison else evaluate(rows, config)
     after = comparison.after if comparison else None
     return ReportSummary(
-        path,
+        output.url(REPORT_NAME),
         clips=len(rows),
         kept=len(before.kept),
         overrides=comparison.overrides if comparison else (),
@@ -206,7 +207,7 @@ def evaluate(rows: Sequence[dict], config: CurationConfig, skipped: frozenset[st
         }
         for row in rows
     ]
-    rules = apply_filter(light, config)
+    rules = apply_filter(light, config.filter)
     passed = {row["key"] for row in light if row["kept"]}
     return Outcome(
         kept=frozenset(passed - skipped),
@@ -236,36 +237,12 @@ def cut_short(rows: Sequence[dict], config: CurationConfig) -> dict[str, str]:
     return stopped
 
 
-def local_folder(location: str) -> Path:
-    """OUT as a local folder: a path or a file:// URL (other URLs: copy or mount the run first)."""
-    if "://" not in location:
-        return Path(location)
-    url = urlparse(location)
-    if url.scheme != "file":
-        raise ReportError(f"{location}: svd report reads a local OUT for now; copy or mount the run locally")
-    return Path(url2pathname(url.path))
-
-
-def read_rows(path: Path) -> list[dict]:
+def read_rows(output: Folder) -> list[dict]:
     """The rows of clips.parquet, in the run's input order; a damaged file is one line."""
     try:
-        return pq.read_table(path).to_pylist()
+        return pq.read_table(pa.BufferReader(output.read_bytes("clips.parquet"))).to_pylist()
     except (OSError, pa.ArrowException) as error:
-        raise ReportError(f"{path}: cannot be read as the run's clip table: {error}") from None
-
-
-def local_reader(output_dir: Path) -> Callable[[str], bytes]:
-    """Clip bytes from a local OUT; rows name clip files relative to OUT."""
-    return lambda relative: (Path(output_dir) / relative).read_bytes()
-
-
-def save_report(page: str, output_dir: Path) -> Path:
-    """Write OUT/report.html under a temporary name, then rename: a reader never sees half a page."""
-    path = Path(output_dir) / REPORT_NAME
-    temporary = path.with_name(path.name + ".part")
-    temporary.write_text(page, encoding="utf-8")
-    os.replace(temporary, path)
-    return path
+        raise ReportError(f"{output.url('clips.parquet')}: cannot be read as the run's clip table: {error}") from None
 
 
 def thumbnail(data: bytes, num_frames: int | None, width: int) -> bytes:
@@ -298,13 +275,14 @@ def thumbnail(data: bytes, num_frames: int | None, width: int) -> bytes:
 # --- reading OUT ---------------------------------------------------------------------------------------------
 
 
-def _read_summary(path: Path) -> dict:
+def _read_summary(output: Folder) -> dict:
+    where = output.url("summary.json")
     try:
-        summary = json.loads(path.read_text(encoding="utf-8"))
+        summary = json.loads(output.read_text("summary.json"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ReportError(f"{path}: cannot be read: {error}") from None
+        raise ReportError(f"{where}: cannot be read: {error}") from None
     if not isinstance(summary, dict) or not isinstance(summary.get("counts"), dict):
-        raise ReportError(f"{path}: not a summary.json of svd curate (no counts)")
+        raise ReportError(f"{where}: not a summary.json of svd curate (no counts)")
     return summary
 
 

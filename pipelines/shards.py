@@ -1,6 +1,6 @@
 """WebDataset shards of the kept clips: `shard-NNNNNN.tar`, each sample `KEY.mp4`, `KEY.json`, `KEY.txt`.
 
-A shard is written under a temporary name and renamed when complete, so a reader (or a resumed run)
+A shard is written under a temporary name and moved to its own when complete, so a reader (or a resumed run)
 never sees half a shard. Shards roll over at `max_samples` samples or `max_bytes` bytes, whichever
 comes first (a single clip larger than `max_bytes` gets a shard of its own).
 """
@@ -8,30 +8,31 @@ comes first (a single clip larger than `max_bytes` gets a shard of its own).
 from __future__ import annotations
 
 import json
-import os
 import re
-from pathlib import Path
 
 import webdataset as wds
 
+from pipelines.storage import Folder
+
 SHARD_PATTERN = "shard-{index:06d}.tar"
-PARTIAL_SUFFIX = ".part"
 _SAFE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")  # WebDataset splits a name at its first dot: keys have none
 
 
 class ShardWriter:
-    """Write samples in order; `close()` finishes the last shard. Returns the shard names written."""
+    """Write samples in order into `folder` of `output`; `close()` finishes the last shard and returns the
+    names of the shards written."""
 
-    def __init__(self, folder: Path, max_samples: int, max_bytes: int):
+    def __init__(self, output: Folder, folder: str, max_samples: int, max_bytes: int):
+        self.output = output
         self.folder = folder
         self.max_samples = max_samples
         self.max_bytes = max_bytes
         self.index = 0
         self.written: list[str] = []
+        self._file = None
         self._tar: wds.TarWriter | None = None
         self._samples = 0
         self._bytes = 0
-        folder.mkdir(parents=True, exist_ok=True)
 
     def write(self, key: str, video: bytes, record: dict, caption: str) -> None:
         if not _SAFE_KEY.match(key):
@@ -51,30 +52,25 @@ class ShardWriter:
             self._finish()
         return self.written
 
-    def _path(self) -> Path:
-        return self.folder / SHARD_PATTERN.format(index=self.index)
+    def _name(self) -> str:
+        return f"{self.folder}/{SHARD_PATTERN.format(index=self.index)}"
 
     def _start(self) -> None:
-        # A path, not a file object: the writer opens, owns and closes the file. A fixed mtime makes the
-        # shards of a resumed run byte-identical to those of an uninterrupted one.
-        self._tar = wds.TarWriter(str(self._partial(self._path())), mtime=0)
+        # A fixed mtime makes the shards of a resumed run byte-identical to those of an uninterrupted one.
+        self._file = self.output.open_partial(self._name())
+        self._tar = wds.TarWriter(self._file, mtime=0)
         self._samples = self._bytes = 0
 
     def _finish(self) -> None:
         self._tar.close()
-        final = self._path()
-        os.replace(self._partial(final), final)
-        self.written.append(final.name)
-        self._tar = None
+        self._file.close()  # the tar writer does not close a file object it was given
+        self.output.publish(self._name())
+        self.written.append(self._name().rsplit("/", 1)[1])
+        self._tar = self._file = None
         self.index += 1
 
-    @staticmethod
-    def _partial(path: Path) -> Path:
-        return path.with_name(path.name + PARTIAL_SUFFIX)
 
-
-def clear_shards(folder: Path) -> None:
+def clear_shards(output: Folder, folder: str) -> None:
     """Remove every shard and partial shard, before the shards of a run are (re)written."""
-    if folder.is_dir():
-        for path in folder.glob("shard-*.tar*"):
-            path.unlink()
+    for name in output.list(folder, "shard-*.tar*"):
+        output.remove(f"{folder}/{name}")

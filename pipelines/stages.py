@@ -19,7 +19,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-from pathlib import Path
 
 import numpy as np
 import ray
@@ -36,25 +35,36 @@ from curation.motion import motion_bucket_id, motion_score
 from curation.ocr import TextDetector
 from curation.split import split_video
 from curation.video_io import VideoError
+from pipelines.storage import Folder, local_source, without_credentials
 
 log = logging.getLogger(__name__)
+
+CLIPS_FOLDER = "clips"  # in OUT: the clip files, named KEY.mp4
 
 
 def split_stage(row: dict, output_dir: str, config: CurationConfig) -> list[dict]:
     """One source in, one row per clip out (or one row saying why there is none)."""
-    source, root = row["source"], Path(output_dir)
+    source, output = row["source"], Folder(output_dir)
     try:
-        result = split_video(source, root / "clips", root, config.split)
+        # Remote sources are copied here first; a remote OUT gets the clip files once all are written.
+        with local_source(source) as local, output.staged(CLIPS_FOLDER) as clips_dir:
+            result = split_video(local, clips_dir, clips_dir.parent, config.split)
     except VideoError as error:
-        log.warning("%s: %s", source, error)
+        log.warning("%s: %s", without_credentials(source), error)
         return [stage_row(source, 0, error=str(error))]
+    except OSError as error:  # a source that cannot be read, or an OUT that cannot be written
+        log.warning("%s: %s", without_credentials(source), error)
+        return [stage_row(source, 0, error=f"{type(error).__name__}: {error}")]
     except Exception as error:  # a bug or an input FFmpeg chokes on in a new way: this input fails, the job goes on
-        log.exception("%s: splitting failed", source)
+        log.exception("%s: splitting failed", without_credentials(source))
         return [stage_row(source, 0, error=f"splitting failed: {type(error).__name__}: {error}")]
     # Every score and caption column exists from the start (None: not computed), so a stage switched off
     # leaves it empty.
     empty = {**ClipScores().to_dict(), **ClipCaptions().to_record(config.caption, "")}
-    clips = [{**clip.to_dict(), **empty, "kept": True, "reject_reasons": []} for clip in result.clips]
+    clips = [
+        {**clip.to_dict(), "source": without_credentials(source), **empty, "kept": True, "reject_reasons": []}
+        for clip in result.clips
+    ]
     if not clips:
         return [stage_row(source, 0, counts=result.counts)]
     return [
@@ -72,8 +82,9 @@ def motion_stage(row: dict, output_dir: str, config: CurationConfig) -> dict:
     if not plan.indices:
         return row
     try:
-        frames = decode_frames(Path(output_dir) / clip["path"], plan.all_indices, plan.max_side)
-    except VideoError as error:  # the clip file we wrote cannot be read back: reject it, say why
+        with Folder(output_dir).local_file(clip["path"]) as path:
+            frames = decode_frames(path, plan.all_indices, plan.max_side)
+    except (VideoError, OSError) as error:  # the clip file we wrote cannot be read back: reject it, say why
         clip["kept"] = False
         clip["reject_reasons"].append({"filter": "decode", "value": None, "threshold": None, "error": str(error)})
         return {**row, "clip": json.dumps(clip, ensure_ascii=False)}

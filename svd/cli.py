@@ -92,7 +92,8 @@ def cli() -> None:
 def curate(inputs, output_dir, config_path, overrides, address, restart, verbose, quiet) -> None:
     """Cut videos into single-shot clips, score, caption and filter them, and write WebDataset shards.
 
-    INPUT is a video file, a folder (searched recursively) or a .txt file listing one path per line.
+    INPUT is a video file, a folder (searched recursively) or a .txt file listing one path per line. INPUT
+    and OUT may be local paths or URLs (file://, s3://, gs://, ...: any filesystem fsspec has installed).
 
     \b
     OUT/shards/shard-NNNNNN.tar  kept clips: KEY.mp4, KEY.json (record, scores, captions), KEY.txt (caption)
@@ -109,20 +110,22 @@ def curate(inputs, output_dir, config_path, overrides, address, restart, verbose
     from curation.config import CurationConfig
     from curation.config_io import ConfigError, load_config
     from curation.devices import ModelLoadError
-    from pipelines.curate import InputError, find_inputs, local_path, run_curation
+    from pipelines.curate import InputError, find_inputs, run_curation
     from pipelines.ray_runtime import ClusterError
+    from pipelines.storage import without_credentials
 
     try:
         config = load_config(CurationConfig, config_path, overrides)
         sources = find_inputs(list(inputs))
-        result = run_curation(sources, local_path(output_dir), config, address=address, restart=restart)
+        result = run_curation(sources, output_dir, config, address=address, restart=restart)
     except (ConfigError, InputError) as error:
         raise UsageProblem(str(error)) from None
     except (ClusterError, ModelLoadError, EndpointError) as error:
         raise click.ClickException(str(error)) from None
-    click.echo(f"{output_dir}: {result.clips} clips from {len(sources) - result.failed_inputs} videos", err=True)
+    where = without_credentials(output_dir).rstrip("/")
+    click.echo(f"{where}: {result.clips} clips from {len(sources) - result.failed_inputs} videos", err=True)
     if result.failed_inputs:
-        click.echo(f"{result.failed_inputs} input(s) failed: see {Path(output_dir) / 'errors.jsonl'}", err=True)
+        click.echo(f"{result.failed_inputs} input(s) failed: see {where}/errors.jsonl", err=True)
         sys.exit(EXIT_PARTIAL)
 
 
@@ -148,10 +151,10 @@ def report(output_dir, overrides, verbose, quiet) -> None:
     """
     setup_logging(verbose, quiet)
     from curation.config_io import ConfigError
-    from pipelines.report import ReportError, local_folder, write_report
+    from pipelines.report import ReportError, write_report
 
     try:
-        summary = write_report(local_folder(output_dir), overrides=overrides)
+        summary = write_report(output_dir, overrides=overrides)
     except (ConfigError, ReportError) as error:
         raise UsageProblem(str(error)) from None
     click.echo(f"{summary.path}: {summary.clips} clips, {summary.kept} kept by the run")

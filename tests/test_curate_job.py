@@ -31,7 +31,7 @@ from curation.config import CurationConfig
 from curation.config_io import load_config
 from curation.devices import ModelLoadError
 from curation.synthetic import Shot, Transition, make_video
-from pipelines.curate import InputError, apply_filter, find_inputs, local_path, run_curation
+from pipelines.curate import InputError, find_inputs, run_curation
 from pipelines.journal import WORK_FOLDER
 
 TINY = Path(__file__).parent.parent / "configs" / "curation" / "tiny.yaml"
@@ -219,26 +219,6 @@ def test_a_model_that_cannot_load_stops_the_run_before_any_work(tmp_path, overri
     assert not (tmp_path / "out" / "clips").exists()
 
 
-def test_whole_run_filter_sets_relative_thresholds_and_keeps_every_row():
-    """Relative thresholds over the run (or its first calibration_clips scored clips), reasons per clip."""
-    rows = [
-        {"key": f"k{i}", "motion_score": float(i), "text_area_ratio": 0.5 if i == 7 else 0.0, "kept": True}
-        for i in range(8)
-    ]
-    for row in rows:
-        row["reject_reasons"] = []
-    config = CurationConfig.model_validate({"filter": {"drop_bottom_motion": 0.25}})
-    rules = apply_filter(rows, config)
-    assert [row["kept"] for row in rows] == [False, False, True, True, True, True, True, False]
-    assert rows[0]["reject_reasons"] == [{"filter": "drop_bottom_motion", "value": 0.0, "threshold": 2.0}]
-    assert rows[7]["reject_reasons"] == [{"filter": "max_text_area", "value": 0.5, "threshold": 0.07}]
-    assert {rule.name: rule.threshold for rule in rules}["drop_bottom_motion"] == 2.0
-
-    calibrated = CurationConfig.model_validate({"filter": {"drop_bottom_motion": 0.5, "calibration_clips": 4}})
-    apply_filter(rows, calibrated)  # threshold from motion 0..3 only: 2.0
-    assert [row["kept"] for row in rows] == [False, False, True, True, True, True, True, False]
-
-
 def test_a_worker_killed_during_a_model_stage_is_replaced_and_the_job_completes(local_ray, tmp_path):
     """SIGKILL the OCR actor's process mid-run: Ray restarts it and retries its batch; nothing is lost."""
     sources = videos(tmp_path, 4)
@@ -265,9 +245,12 @@ def test_a_worker_killed_during_a_model_stage_is_replaced_and_the_job_completes(
     assert set(read_shards(tmp_path / "killed")) == set(read_shards(tmp_path / "straight"))
 
 
-def test_inputs_and_output_may_be_file_urls(tmp_path):
+def test_inputs_may_be_file_urls_and_unknown_schemes_are_one_line(tmp_path):
     source = videos(tmp_path, 1)[0]
-    assert find_inputs([source.as_uri(), f"file://{tmp_path}"]) == [source]
-    assert local_path(f"file://{tmp_path}/out") == tmp_path / "out"
-    with pytest.raises(InputError, match=r"s3://bucket/videos: s3:// locations are not supported yet"):
-        find_inputs(["s3://bucket/videos"])
+    (tmp_path / "list.txt").write_text(f"# one video\n{source.as_uri()}\n")
+    expected = [str(source)]
+    assert find_inputs([source.as_uri(), f"file://{tmp_path}", str(tmp_path / "list.txt")]) == expected
+    with pytest.raises(InputError, match=r"^nosuch://bucket/videos: .*nosuch"):
+        find_inputs(["nosuch://bucket/videos"])
+    with pytest.raises(InputError, match=r"missing.mp4: no such file or folder"):
+        find_inputs([f"file://{tmp_path}/missing.mp4"])

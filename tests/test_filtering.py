@@ -9,6 +9,7 @@ from curation.filtering import (
     ClipScores,
     Reason,
     Rule,
+    apply_filter,
     calibrate,
     filter_rules,
     reject_reasons,
@@ -221,3 +222,23 @@ def test_scores_record():
         "aesthetic_score": None,
         "clip_score": None,
     }
+
+
+def test_whole_run_filter_sets_relative_thresholds_and_keeps_every_row():
+    """Relative thresholds over the run (or its first calibration_clips scored clips), reasons per clip."""
+    rows = [
+        {"key": f"k{i}", "motion_score": float(i), "text_area_ratio": 0.5 if i == 7 else 0.0, "kept": True}
+        for i in range(8)
+    ]
+    for row in rows:
+        row["reject_reasons"] = []
+    config = FilterConfig(drop_bottom_motion=0.25)
+    rules = apply_filter(rows, config)
+    assert [row["kept"] for row in rows] == [False, False, True, True, True, True, True, False]
+    assert rows[0]["reject_reasons"] == [{"filter": "drop_bottom_motion", "value": 0.0, "threshold": 2.0}]
+    assert rows[7]["reject_reasons"] == [{"filter": "max_text_area", "value": 0.5, "threshold": 0.07}]
+    assert {rule.name: rule.threshold for rule in rules}["drop_bottom_motion"] == 2.0
+
+    calibrated = FilterConfig(drop_bottom_motion=0.5, calibration_clips=4)
+    apply_filter(rows, calibrated)  # threshold from motion 0..3 only: 2.0
+    assert [row["kept"] for row in rows] == [False, False, True, True, True, True, True, False]

@@ -23,7 +23,7 @@ from curation.config import CurationConfig
 from curation.config_io import load_config, save_config
 from curation.synthetic import Shot, Transition, make_video
 from pipelines.curate import run_curation
-from pipelines.report import build_report, local_reader, write_report
+from pipelines.report import build_report, write_report
 from svd.cli import cli
 
 TINY = Path(__file__).parent.parent / "configs" / "curation" / "tiny.yaml"
@@ -330,7 +330,7 @@ def test_build_report_reads_clips_through_the_reader_it_is_given(made_run, page)
 
     def reader(path: str) -> bytes:
         asked.append(path)
-        return local_reader(made_run)(path)
+        return (made_run / path).read_bytes()
 
     assert build_report(rows, summary, run_config(), reader, title=made_run.name) == page
     assert sorted(set(asked)) == sorted(f"clips/{clip.key}.mp4" for clip in CLIPS)
