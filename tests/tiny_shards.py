@@ -106,3 +106,23 @@ def square_shards(
         key = f"square-{seed}-{index:04d}"
         clips.append((key, encode(frames, fps), record(key, frames, fps)))
     return write_shards(folder, clips, per_shard)
+
+
+def assert_export_samples(final: Path) -> None:
+    """An `svd train` export (`RUN/final`) loads in diffusers' StableVideoDiffusionPipeline and samples."""
+    import PIL.Image
+    import torch
+    from diffusers import StableVideoDiffusionPipeline
+
+    pipeline = StableVideoDiffusionPipeline.from_pretrained(final)
+    pipeline.set_progress_bar_config(disable=True)
+    latents = pipeline(
+        PIL.Image.fromarray(square_frames(2, 4, 1, 1)[0]),
+        height=16,
+        width=16,
+        num_frames=4,
+        num_inference_steps=2,
+        output_type="latent",
+        generator=torch.Generator().manual_seed(0),
+    ).frames
+    assert latents.shape == (1, 4, 4, 8, 8) and torch.isfinite(latents).all()
