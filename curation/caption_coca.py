@@ -23,13 +23,6 @@ STAGE = "caption.coca"
 _OPEN_CLIP_PRECISION = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
 
 
-def middle_frame_index(num_frames: int) -> int:
-    """The frame CoCa captions: the middle one (the earlier of the two middle frames of an even count)."""
-    if num_frames < 1:
-        raise ValueError(f"a clip needs at least one frame, got num_frames={num_frames}")
-    return (num_frames - 1) // 2
-
-
 class CocaCaptioner:
     """Captions single RGB frames with an open_clip CoCa model; load once per worker with `load`."""
 

@@ -25,19 +25,6 @@ from curation.devices import resolve_device, resolve_dtype
 STAGE = "caption.vblip"
 
 
-def uniform_frame_indices(num_frames: int, count: int) -> list[int]:
-    """The `count` frames of a `num_frames` clip that VideoBLIP sees, first and last included.
-
-    VideoBLIP was trained on frames chosen this way (pytorchvideo's UniformTemporalSubsample); a clip with
-    fewer frames than `count` repeats frames. One frame: the middle one.
-    """
-    if num_frames < 1 or count < 1:
-        raise ValueError(f"num_frames and count must be at least 1, got {num_frames} and {count}")
-    if count == 1:
-        return [(num_frames - 1) // 2]
-    return [index * (num_frames - 1) // (count - 1) for index in range(count)]
-
-
 class VideoBlipForConditionalGeneration(Blip2ForConditionalGeneration):
     """BLIP-2 whose Q-Former reads all frames of a clip; `pixel_values` are (batch, time, 3, H, W)."""
 
@@ -126,7 +113,7 @@ class VBlipCaptioner:
         )
 
     def __call__(self, clips: Sequence[Sequence[np.ndarray]]) -> list[Caption]:
-        """One caption per clip; a clip is the `num_frames` frames at `uniform_frame_indices` (H x W x 3 RGB uint8)."""
+        """One caption per clip; a clip is the `num_frames` frames at `curation.clip_frames.uniform_frame_indices` (H x W x 3 RGB uint8)."""
         captions: list[Caption] = []
         for start in range(0, len(clips), self.batch_size):
             captions += self._caption_batch(clips[start : start + self.batch_size])

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Literal
 
 from curation.config import CaptionConfig
-from curation.devices import ModelLoadError
 
 CaptionStatus = Literal["ok", "empty", "no_input"]
 Source = Literal["coca", "vblip", "llm"]
@@ -138,6 +137,8 @@ def preflight(config: CaptionConfig) -> None:
     Loading the captioners on the driver to check them would cost minutes and gigabytes; a hub id is checked
     by the workers when they load it (and still stops the run, with the same one-line error).
     """
+    from curation.devices import ModelLoadError  # devices imports torch; the split workers import this module
+
     if not config.enabled:
         return
     for stage, settings in (("coca", config.coca), ("vblip", config.vblip), ("llm", config.llm)):

@@ -135,3 +135,23 @@ def _to_rgb(frame: av.VideoFrame, max_side: int | None) -> np.ndarray:
 def _check_count(num_frames: int) -> None:
     if num_frames < 1:
         raise ValueError(f"a clip needs at least one frame, got num_frames={num_frames}")
+
+
+def middle_frame_index(num_frames: int) -> int:
+    """The frame CoCa captions: the middle one (the earlier of the two middle frames of an even count)."""
+    if num_frames < 1:
+        raise ValueError(f"a clip needs at least one frame, got num_frames={num_frames}")
+    return (num_frames - 1) // 2
+
+
+def uniform_frame_indices(num_frames: int, count: int) -> list[int]:
+    """The `count` frames of a `num_frames` clip that VideoBLIP sees, first and last included.
+
+    VideoBLIP was trained on frames chosen this way (pytorchvideo's UniformTemporalSubsample); a clip with
+    fewer frames than `count` repeats frames. One frame: the middle one.
+    """
+    if num_frames < 1 or count < 1:
+        raise ValueError(f"num_frames and count must be at least 1, got {num_frames} and {count}")
+    if count == 1:
+        return [(num_frames - 1) // 2]
+    return [index * (num_frames - 1) // (count - 1) for index in range(count)]

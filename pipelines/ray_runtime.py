@@ -47,7 +47,8 @@ def ray_session(address: str | None, cpus_needed: float = 1.0) -> Iterator[None]
     options = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING}
     try:
         if address is None:
-            ray.init(num_cpus=max(os.cpu_count() or 1, math.ceil(cpus_needed)), **options)
+            # "local": always a new Ray of our own, never one that `ray start` left running on this machine.
+            ray.init(address="local", num_cpus=max(os.cpu_count() or 1, math.ceil(cpus_needed)), **options)
         else:
             ray.init(address=address, **options)
     except (ConnectionError, RuntimeError, ValueError) as error:

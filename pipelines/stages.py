@@ -12,6 +12,10 @@ Every row has the same columns, whatever happened to its clip, so Ray's blocks a
 The work itself is done by `curation/` (split_video, motion_score, TextDetector, ClipScorer, the
 captioners, filtering): these
 wrappers only move data between rows and those functions, and apply the early filters.
+
+Model modules (open_clip, transformers, easyocr) are imported in the actor that uses them, not here: every
+Ray worker imports this module, and a split or motion worker would spend seconds importing models it never
+runs (measured in BENCHMARKS.md, "Curation job").
 """
 
 from __future__ import annotations
@@ -23,16 +27,11 @@ import logging
 import numpy as np
 import ray
 
-from curation.caption_coca import CocaCaptioner, middle_frame_index
-from curation.caption_llm import load_llm
-from curation.caption_vblip import VBlipCaptioner, uniform_frame_indices
 from curation.captions import Caption, ClipCaptions
-from curation.clip_frames import FramePlan, decode_frames, plan_frames
-from curation.clip_scores import ClipScorer
+from curation.clip_frames import FramePlan, decode_frames, middle_frame_index, plan_frames, uniform_frame_indices
 from curation.config import CurationConfig
 from curation.filtering import ClipScores, filter_rules, reject_reasons, rules_for, scores_checked_after
 from curation.motion import motion_bucket_id, motion_score
-from curation.ocr import TextDetector
 from curation.split import split_video
 from curation.video_io import VideoError
 from pipelines.storage import Folder, local_source, without_credentials
@@ -119,6 +118,8 @@ class OcrStage:
     """Actor: CRAFT loaded once; text_area_ratio for a batch of clips."""
 
     def __init__(self, config: CurationConfig):
+        from curation.ocr import TextDetector  # see "Model modules" above
+
         self.config = config
         self.detector = TextDetector(config.ocr)
 
@@ -136,6 +137,8 @@ class ClipImageStage:
     """Actor: open_clip (and the aesthetic MLP) loaded once; aesthetic score and frame embeddings."""
 
     def __init__(self, config: CurationConfig):
+        from curation.clip_scores import ClipScorer  # see "Model modules" above
+
         self.config = config
         self.scorer = ClipScorer(config.clip)
 
@@ -157,6 +160,8 @@ class CocaStage:
     """Actor: CoCa loaded once; a caption of each clip's middle frame."""
 
     def __init__(self, config: CurationConfig):
+        from curation.caption_coca import CocaCaptioner  # see "Model modules" above
+
         self.captioner = CocaCaptioner.load(config.caption.coca)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -173,6 +178,8 @@ class VBlipStage:
     """Actor: VideoBLIP loaded once; a caption of each clip from its uniformly sampled frames."""
 
     def __init__(self, config: CurationConfig):
+        from curation.caption_vblip import VBlipCaptioner  # see "Model modules" above
+
         self.captioner = VBlipCaptioner.load(config.caption.vblip)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -189,6 +196,8 @@ class LlmStage:
     """Actor (or a client of an HTTP endpoint): merges the two captions; then picks the shipped one."""
 
     def __init__(self, config: CurationConfig):
+        from curation.caption_llm import load_llm  # see "Model modules" above
+
         self.config = config
         self.merger = load_llm(config.caption.llm) if config.caption.llm.enabled else None
 
@@ -209,6 +218,8 @@ class ClipTextStage:
     """Actor: the same open_clip model; cosine similarity of each clip's frames and its shipped caption."""
 
     def __init__(self, config: CurationConfig):
+        from curation.clip_scores import ClipScorer  # see "Model modules" above
+
         self.config = config
         self.scorer = ClipScorer(config.clip)
 

@@ -8,8 +8,9 @@ import torch
 from safetensors.torch import load_file, save_file
 from tiny_caption_models import save_tiny_coca
 
-from curation.caption_coca import CocaCaptioner, middle_frame_index
+from curation.caption_coca import CocaCaptioner
 from curation.captions import EMPTY, OK, Caption
+from curation.clip_frames import middle_frame_index
 from curation.config import CocaConfig, GenerationConfig
 from curation.devices import ModelLoadError
 

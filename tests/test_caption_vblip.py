@@ -8,8 +8,9 @@ import torch
 from tiny_caption_models import save_tiny_vblip, vblip_config
 from transformers import Blip2ForConditionalGeneration
 
-from curation.caption_vblip import VBlipCaptioner, VideoBlipForConditionalGeneration, uniform_frame_indices
+from curation.caption_vblip import VBlipCaptioner, VideoBlipForConditionalGeneration
 from curation.captions import EMPTY, OK
+from curation.clip_frames import uniform_frame_indices
 from curation.config import GenerationConfig, VBlipConfig
 from curation.devices import ModelLoadError
 

@@ -63,7 +63,7 @@ def videos(folder: Path, count: int) -> list[Path]:
 @pytest.fixture(scope="module")
 def local_ray():
     # Logical CPUs: enough for every actor pool of the all-stages test to be placed at once.
-    ray.init(num_cpus=8, include_dashboard=False, log_to_driver=False)
+    ray.init(num_cpus=10, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
 
