@@ -51,6 +51,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import av
+from machine import machine_description
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = Path.home() / ".cache" / "svd-toolkit-bench"
@@ -100,25 +101,13 @@ def timeline(index: int):
 
 def synthetic_inputs(count: int, seconds: float, size: tuple[int, int]) -> list[Path]:
     """`count` cached videos of about `seconds` each (the 45-s timeline, cut or repeated to length)."""
-    from curation.synthetic import Shot, Transition, make_video
+    from curation.synthetic import make_video, repeat_timeline
 
     paths = []
     for index in range(count):
         path = CACHE / f"curate_{size[0]}x{size[1]}_{FPS}fps_{seconds:g}s_{index}.mp4"
         if not path.exists():
-            steps, left = [], seconds
-            while left > 0:
-                for step in timeline(index):
-                    if isinstance(step, Shot):
-                        if left <= 0:
-                            break
-                        length = min(step.seconds, max(left, 1.0))
-                        steps.append(Shot(step.kind, length, step.speed, step.text, step.flash_at))
-                        left -= length
-                    else:
-                        steps.append(step)
-            while isinstance(steps[-1], Transition):
-                steps.pop()
+            steps = repeat_timeline(timeline(index), seconds)
             CACHE.mkdir(parents=True, exist_ok=True)
             partial = path.with_suffix(".partial.mp4")
             print(f"generating {path} (once) ...", flush=True)
@@ -269,12 +258,7 @@ def plain_stream_results(sources: list[str], output, config):
                 rows[start : start + batch_size] = [{name: batch[name][i] for name in batch} for i in range(len(chunk))]
         result = InputResult(source, node=rows[0]["node"])
         for row in rows:  # as stream_results gathers an input's rows
-            for name, value in json.loads(row["counts"]).items():
-                result.counts[name] = result.counts.get(name, 0) + value
-            if row["error"]:
-                result.error = row["error"]
-            if row["clip"]:
-                result.rows.append(json.loads(row["clip"]))
+            result.add(row)
         yield result
 
 
@@ -529,18 +513,6 @@ def code_version() -> str:
     return f"commit {commit}" + (" + uncommitted changes in pipelines/ or curation/" if changed else "")
 
 
-def machine() -> str:
-    cpu = platform.processor() or "unknown"
-    if Path("/proc/cpuinfo").exists():
-        models = [
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ]
-        cpu = models[0] if models else cpu
-    return f"{os.cpu_count()} CPUs, {cpu}, {platform.system()} {platform.machine()}"
-
-
 IMPORTS = {  # what each Ray worker imports, against what its stages need
     "pipelines.stages": "pipelines.stages",
     "split + motion's modules": "curation.split, curation.motion, curation.clip_frames, curation.filtering",
@@ -661,7 +633,7 @@ def main() -> None:
 
     print(f"\ncommand:  {shlex.join(['python', *sys.argv])}")
     print(f"code:     {code_version()}")
-    print(f"machine:  {machine()}; load average now {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    print(f"machine:  {machine_description()}; load average now {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     import ray
     import torch
 

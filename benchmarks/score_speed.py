@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shlex
 import sys
 import tempfile
@@ -33,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import open_clip
 import torch
+from machine import machine_description
 from safetensors.torch import save_file
 
 from curation.clip_frames import decode_frames, key_indices, plan_frames, sampled_indices
@@ -143,17 +142,9 @@ def main() -> None:
 
     ocr_time, ocr_scores = best_of(args.repeats, run_ocr)
 
-    cpu = platform.processor() or "unknown"
-    if Path("/proc/cpuinfo").exists():
-        models = [
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ]
-        cpu = models[0] if models else cpu
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
     print(f"\ncommand:  {shlex.join(['python', *sys.argv])}")
-    print(f"machine:  {os.cpu_count()} CPUs, {cpu}; GPU: {gpu}; torch threads {torch.get_num_threads()}")
+    print(f"machine:  {machine_description()}; GPU: {gpu}; torch threads {torch.get_num_threads()}")
     print(f"clips:    {n} x {args.seconds:g} s, {size[0]}x{size[1]} H.264 at {FPS} fps (synthetic: {', '.join(KINDS)})")
     print(
         f"frames:   motion {len(motion_indices)} per clip at long side {config.motion.max_side}; OCR {len(ocr_indices)} at {config.ocr.max_side}; one pass: {len(plan.all_indices)} at {plan.max_side}"

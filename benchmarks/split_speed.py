@@ -21,7 +21,6 @@ decode heavier than typical footage.
 from __future__ import annotations
 
 import argparse
-import os
 import platform
 import shlex
 import shutil
@@ -33,10 +32,11 @@ from pathlib import Path
 
 import av
 import scenedetect
+from machine import machine_description
 
 from curation.config import SplitConfig
 from curation.split import split_video
-from curation.synthetic import Shot, Transition, make_video
+from curation.synthetic import Shot, Transition, make_video, repeat_timeline
 
 CACHE = Path.home() / ".cache" / "svd-toolkit-bench"
 SIZE, FPS = (1280, 720), 30
@@ -63,20 +63,7 @@ def synthetic_video(minutes: float) -> Path:
     path = CACHE / f"synthetic_{SIZE[1]}p{FPS}_{minutes:g}min.mp4"
     if path.exists():
         return path
-    timeline: list[Shot | Transition] = []
-    left = minutes * 60
-    while left > 0:
-        for step in CYCLE:
-            if isinstance(step, Shot):
-                if left <= 0:
-                    break
-                seconds = min(step.seconds, max(left, 1.0))
-                timeline.append(Shot(step.kind, seconds, step.speed, step.text, step.flash_at))
-                left -= seconds
-            else:
-                timeline.append(step)
-    while isinstance(timeline[-1], Transition):
-        timeline.pop()
+    timeline = repeat_timeline(CYCLE, minutes * 60)
     CACHE.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".partial.mp4")
     print(f"generating {path} ({minutes:g} min, once) ...", flush=True)
@@ -147,16 +134,8 @@ def main() -> None:
             best[name] = min(best[name], time.perf_counter() - start)
     counts = run_split(path)  # untimed: what the split found, for the record
 
-    cpu = platform.processor() or "unknown"
-    if Path("/proc/cpuinfo").exists():  # on Linux platform.processor() is often just the architecture
-        models = [
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ]
-        cpu = models[0] if models else cpu
     print(f"\ncommand:     {shlex.join(['python', *sys.argv])}")
-    print(f"machine:     {os.cpu_count()} CPUs, {cpu}, {platform.system()} {platform.machine()}")
+    print(f"machine:     {machine_description()}")
     print(f"python:      {platform.python_version()}, av {av.__version__}, scenedetect {scenedetect.__version__}")
     print(
         f"file:        {path} ({'given' if args.input else 'synthetic: noisy textures, heavier to decode than typical footage'})"

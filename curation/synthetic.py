@@ -112,6 +112,26 @@ def make_video(
     )
 
 
+def repeat_timeline(cycle: Sequence[Shot | Transition], seconds: float) -> list[Shot | Transition]:
+    """`cycle` repeated until its shots last `seconds` (the last shot cut short, at least 1 s), for long test
+    inputs; it never ends on a transition."""
+    timeline: list[Shot | Transition] = []
+    left = seconds
+    while left > 0:
+        for step in cycle:
+            if isinstance(step, Shot):
+                if left <= 0:
+                    break
+                length = min(step.seconds, max(left, 1.0))
+                timeline.append(Shot(step.kind, length, step.speed, step.text, step.flash_at))
+                left -= length
+            else:
+                timeline.append(step)
+    while isinstance(timeline[-1], Transition):
+        timeline.pop()
+    return timeline
+
+
 def sample_timeline() -> list[Shot | Transition]:
     """The README's demo: several shots, motion, a static part, text, a dissolve, a fade, a wipe, a short shot."""
     return [

@@ -188,12 +188,7 @@ def stream_results(sources: list[str], output: Folder, config: CurationConfig):
     waiting: dict[str, InputResult] = {}
     for row in dataset.iter_rows():
         result = waiting.setdefault(row["source"], InputResult(row["source"], node=row["node"]))
-        for name, value in json.loads(row["counts"]).items():
-            result.counts[name] = result.counts.get(name, 0) + value
-        if row["error"]:
-            result.error = row["error"]
-        if row["clip"]:
-            result.rows.append(json.loads(row["clip"]))
+        result.add(row)
         if len(result.rows) == row["clips_in_source"]:
             yield waiting.pop(row["source"])
 

@@ -27,6 +27,15 @@ class InputResult:
     counts: dict[str, int] = field(default_factory=dict)
     node: str = ""  # the Ray node that split it, for tracing a cluster run
 
+    def add(self, row: dict) -> None:
+        """Take in one row of the stages (`pipelines/stages.py`): its counts, error and clip record."""
+        for name, value in json.loads(row["counts"]).items():
+            self.counts[name] = self.counts.get(name, 0) + value
+        if row["error"]:
+            self.error = row["error"]
+        if row["clip"]:
+            self.rows.append(json.loads(row["clip"]))
+
 
 class RunJournal:
     def __init__(self, output: Folder):
