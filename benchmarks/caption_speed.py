@@ -39,9 +39,9 @@ from transformers import (
     Qwen2ForCausalLM,
 )
 
-from curation.caption_coca import CocaCaptioner
-from curation.caption_llm import LocalLlm
-from curation.caption_vblip import VBlipCaptioner, VideoBlipForConditionalGeneration
+from curation.captions.coca import CocaCaptioner
+from curation.captions.llm import LocalLlm
+from curation.captions.vblip import VBlipCaptioner, VideoBlipForConditionalGeneration
 from curation.config import CaptionConfig, GenerationConfig
 from curation.devices import resolve_device, resolve_dtype
 

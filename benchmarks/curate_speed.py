@@ -515,8 +515,8 @@ def code_version() -> str:
 
 IMPORTS = {  # what each Ray worker imports, against what its stages need
     "pipelines.stages": "pipelines.stages",
-    "split + motion's modules": "curation.split, curation.motion, curation.clip_frames, curation.filtering",
-    "OCR's module": "curation.ocr",
+    "split + motion's modules": "curation.split, curation.scores.motion, curation.frame_sampling, curation.filtering",
+    "OCR's module": "curation.scores.ocr",
 }
 
 

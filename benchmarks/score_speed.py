@@ -1,11 +1,11 @@
 """How fast are the scores? Clips per second for motion and OCR (and CLIP on a GPU), decode and compute apart.
 
-  decode:  `curation.clip_frames.decode_frames` of each clip, once with the frames motion needs (2 fps,
+  decode:  `curation.frame_sampling.decode_frames` of each clip, once with the frames motion needs (2 fps,
            long side 256), once with OCR's (first/middle/last, long side 384), and once with both in
            the single pass the pipeline makes (`plan_frames`);
-  motion:  `curation.motion.motion_score` on the decoded 2-fps frames (Farneback at 16 px);
-  OCR:     `curation.ocr.TextDetector` on the key frames of all clips, batched (model load timed apart);
-  CLIP:    `curation.clip_scores.ClipScorer` (ViT-L-14 + the aesthetic MLP) image scores and caption
+  motion:  `curation.scores.motion.motion_score` on the decoded 2-fps frames (Farneback at 16 px);
+  OCR:     `curation.scores.ocr.TextDetector` on the key frames of all clips, batched (model load timed apart);
+  CLIP:    `curation.scores.openclip.OpenClipScorer` (ViT-L-14 + the aesthetic MLP) image scores and caption
            scores, with `--clip` or whenever a GPU is visible. Nothing can be downloaded here, so the
            model has random weights written to a temporary local folder: the speed is the same.
 
@@ -34,12 +34,13 @@ import torch
 from machine import machine_description
 from safetensors.torch import save_file
 
-from curation.clip_frames import decode_frames, key_indices, plan_frames, sampled_indices
-from curation.clip_scores import AestheticPredictor, ClipScorer
 from curation.config import AestheticConfig, ClipConfig, CurationConfig
-from curation.motion import motion_score
-from curation.ocr import TextDetector
+from curation.frame_sampling import key_indices, plan_frames, sampled_indices
+from curation.scores.motion import motion_score
+from curation.scores.ocr import TextDetector
+from curation.scores.openclip import AestheticPredictor, OpenClipScorer
 from curation.synthetic import Shot, make_video
+from curation.video_io import decode_frames
 
 CACHE = Path.home() / ".cache" / "svd-toolkit-bench"
 FPS = 30
@@ -170,7 +171,7 @@ def main() -> None:
 
 
 def time_clip(args: argparse.Namespace, decoded: list[dict[int, np.ndarray]], plan) -> None:
-    """ClipScorer on `--clip-clips` clips of 3 key frames (the decoded ones, repeated), then their captions."""
+    """OpenClipScorer on `--clip-clips` clips of 3 key frames (the decoded ones, repeated), then their captions."""
     with tempfile.TemporaryDirectory() as work:
         folder = random_vit_l14(Path(work))
         config = ClipConfig(
@@ -180,7 +181,7 @@ def time_clip(args: argparse.Namespace, decoded: list[dict[int, np.ndarray]], pl
             aesthetic=AestheticConfig(weights=str(folder / "aesthetic.pth")),
         )
         start = time.perf_counter()
-        scorer = ClipScorer(config)
+        scorer = OpenClipScorer(config)
         load = time.perf_counter() - start
     keys = plan.indices["ocr"]  # CLIP takes the same first, middle and last frames
     batch = [[decoded[i % len(decoded)][k] for k in keys] for i in range(args.clip_clips)]

@@ -35,7 +35,7 @@ import scenedetect
 from machine import machine_description
 
 from curation.config import SplitConfig
-from curation.split import split_video
+from curation.split.runner import split_video
 from curation.synthetic import Shot, Transition, make_video, repeat_timeline
 
 CACHE = Path.home() / ".cache" / "svd-toolkit-bench"

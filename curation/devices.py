@@ -11,6 +11,8 @@ from typing import Literal
 import torch
 
 Precision = Literal["auto", "fp32", "fp16", "bf16"]
+# open_clip names a dtype by its own strings (create_model(precision=...)).
+OPEN_CLIP_PRECISION = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
 
 
 class ModelLoadError(RuntimeError):

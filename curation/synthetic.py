@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-import av
 import cv2
 import numpy as np
+
+from curation.video_io import write_frames
 
 ShotKind = Literal["moving", "static", "pan", "text"]
 TransitionKind = Literal["cut", "dissolve", "fade", "wipe"]
@@ -147,41 +148,6 @@ def sample_timeline() -> list[Shot | Transition]:
         Transition("wipe", 0.5),
         Shot("moving", 14.0, speed=1.5),
     ]
-
-
-def write_frames(
-    path: Path,
-    frames: Iterator[np.ndarray],
-    fps: float,
-    width: int,
-    height: int,
-    codec: str = "libx264",
-    keyframe_seconds: float = 2.0,
-    pix_fmt: str = "yuv420p",
-) -> int:
-    """Encode RGB frames with PyAV; keyframes every `keyframe_seconds` and nowhere else."""
-    gop = max(1, round(keyframe_seconds * fps))
-    count = 0
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream(codec, rate=_fraction(fps))
-        stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
-        if codec == "libx264":
-            stream.options = {
-                "crf": "18",
-                "preset": "veryfast",
-                "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0",
-            }
-        for frame in frames:
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
-            count += 1
-        container.mux(stream.encode())
-    return count
-
-
-def _fraction(fps: float):
-    from fractions import Fraction
-
-    return Fraction(fps).limit_denominator(1001)
 
 
 @dataclass(frozen=True)

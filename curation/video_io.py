@@ -1,9 +1,10 @@
-"""Opening and decoding source videos with PyAV, with one clear message for each way a file can be bad."""
+"""Video I/O with PyAV: opening and decoding sources (one clear message for each way a file can be bad),
+decoding the frames a clip's stages need, and writing frames as H.264."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -191,3 +192,97 @@ def _rotation(container: av.container.InputContainer, stream: av.video.stream.Vi
 
 def _ffmpeg_reason(error: av.error.FFmpegError) -> str:
     return error.strerror or str(error)
+
+
+def decode_frames(path: str | Path, indices: Iterable[int], max_side: int | None = None) -> dict[int, np.ndarray]:
+    """Decode the clip once and return the wanted frames as RGB uint8, as displayed (rotation applied).
+
+    Indices count the clip file's frames in presentation order from 0, like `decode_scaled`. Decoding stops
+    after the last index wanted, and only the wanted frames are converted. Frames whose long side exceeds
+    `max_side` are scaled down by FFmpeg (area averaging, aspect kept). Raises VideoError when the clip has
+    fewer frames than an index asks for: a score is never computed from a stand-in frame.
+    """
+    wanted = sorted(set(indices))
+    if not wanted:
+        return {}
+    if wanted[0] < 0:
+        raise ValueError(f"frame indices must be >= 0, got {wanted[0]}")
+    if max_side is not None and max_side < 1:
+        raise ValueError(f"max_side must be positive, got {max_side}")
+    path = Path(path)
+    frames: dict[int, np.ndarray] = {}
+    next_wanted = 0
+    with open_video(path) as container:
+        if not container.streams.video:
+            raise VideoError("no video stream")
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        index = -1
+        try:
+            for index, frame in enumerate(container.decode(stream)):
+                if index != wanted[next_wanted]:
+                    continue
+                width, height = scaled_size(frame.width, frame.height, max_side)
+                frames[index] = displayed(
+                    frame.to_ndarray(width=width, height=height, format="rgb24", interpolation="AREA"), frame.rotation
+                )
+                next_wanted += 1
+                if next_wanted == len(wanted):
+                    return frames
+        except av.error.FFmpegError as error:
+            raise VideoError(f"decoding stopped after frame {index + 1}: {error.strerror or error}") from None
+    raise VideoError(f"clip has {index + 1} frames, frame {wanted[next_wanted]} was asked for")
+
+
+def scaled_size(width: int, height: int, max_side: int | None) -> tuple[int, int]:
+    """(width, height) with the long side at most `max_side`, aspect kept; never upscaled."""
+    if max_side is None or max(width, height) <= max_side:
+        return width, height
+    scale = max_side / max(width, height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def displayed(image: np.ndarray, rotation: float) -> np.ndarray:
+    """A decoded image turned as the stream's display matrix says (`av.VideoFrame.rotation`, degrees)."""
+    # FFmpeg's display matrix angle is counterclockwise, like np.rot90 with positive k.
+    turns = round(rotation / 90) % 4
+    return np.ascontiguousarray(np.rot90(image, turns)) if turns else image
+
+
+def write_frames(
+    path: Path,
+    frames: Iterable[np.ndarray],
+    fps: float,
+    width: int,
+    height: int,
+    codec: str = "libx264",
+    keyframe_seconds: float = 2.0,
+    pix_fmt: str = "yuv420p",
+) -> int:
+    """Encode RGB frames (streamed, so a long video never sits in memory); keyframes every `keyframe_seconds`
+    and nowhere else. Returns the number of frames written."""
+    gop = max(1, round(keyframe_seconds * fps))
+    count = 0
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
+        stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
+        if codec == "libx264":
+            stream.options = {
+                "crf": "18",
+                "preset": "veryfast",
+                "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0",
+            }
+        for frame in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+            count += 1
+        container.mux(stream.encode())
+    return count
+
+
+def write_mp4(frames: np.ndarray, path: Path, fps: float) -> Path:
+    """(F, H, W, 3) uint8 frames as H.264 in yuv420p, which needs even sizes: an odd one is cropped by a pixel."""
+    height, width = frames.shape[1] // 2 * 2, frames.shape[2] // 2 * 2
+    if (height, width) != frames.shape[1:3]:
+        log.warning("%s: odd frame size %dx%d cropped to %dx%d for H.264", path, *frames.shape[2:0:-1], width, height)
+    write_frames(path, np.ascontiguousarray(frames[:, :height, :width]), fps, width, height)
+    return path

@@ -22,13 +22,14 @@ import pyarrow.parquet as pq
 import ray.data
 import yaml
 
-from curation import captions, clip_scores, ocr
-from curation.caption_llm import EndpointError
+from curation.captions import text as captions
+from curation.captions.llm import EndpointError
 from curation.config import ActorPoolConfig, CurationConfig
 from curation.config_io import config_text
 from curation.devices import ModelLoadError
 from curation.filtering import apply_filter, thresholds_summary
 from curation.progress import track
+from curation.scores import ocr, openclip
 from pipelines.journal import WORK_FOLDER, InputResult, RunJournal
 from pipelines.ray_runtime import ray_session
 from pipelines.report import REPORT_NAME, build_report
@@ -122,7 +123,7 @@ def run_curation(
     if config.ocr.enabled:  # a model that cannot be loaded stops the run before any work
         ocr.preflight(config.ocr)
     if config.clip.enabled:
-        clip_scores.preflight(config.clip)
+        openclip.preflight(config.clip)
     captions.preflight(config.caption)
     try:
         output = Folder(str(output_dir))

@@ -23,7 +23,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 
 import av
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
@@ -31,6 +30,7 @@ from PIL import Image
 from curation.config import CurationConfig, ReportConfig
 from curation.config_io import ConfigError, load_config, parse_override
 from curation.filtering import Rule, apply_filter, filter_rules, relative_threshold
+from curation.video_io import displayed
 from pipelines.storage import Folder, LocationError
 
 REPORT_NAME = "report.html"
@@ -260,13 +260,10 @@ def thumbnail(data: bytes, num_frames: int | None, width: int) -> bytes:
                 break
         if frame is None:
             raise ValueError("no frame could be decoded")
-        turns = round(frame.rotation / 90) % 4
-        shown_width = frame.height if turns % 2 else frame.width
-        scale = min(1.0, width / shown_width)
+        sideways = round(frame.rotation / 90) % 2
+        scale = min(1.0, width / (frame.height if sideways else frame.width))
         size = {"width": max(1, round(frame.width * scale)), "height": max(1, round(frame.height * scale))}
-        image = frame.to_ndarray(**size, format="rgb24", interpolation="AREA")
-    if turns:  # FFmpeg's display matrix angle is counterclockwise, like np.rot90 with positive k
-        image = np.ascontiguousarray(np.rot90(image, turns))
+        image = displayed(frame.to_ndarray(**size, format="rgb24", interpolation="AREA"), frame.rotation)
     buffer = io.BytesIO()
     Image.fromarray(image).save(buffer, format="JPEG", quality=JPEG_QUALITY)
     return buffer.getvalue()

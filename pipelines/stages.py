@@ -9,7 +9,7 @@ Every row has the same columns, whatever happened to its clip, so Ray's blocks a
   frames           the frames later stages need, as .npz bytes (b"" once the last one used them)
   embeddings       the clip's CLIP frame embeddings, as .npz bytes, from the CLIP stage to the caption match
   node             the Ray node that split the input (kept in the run's journal, not in the outputs)
-The work itself is done by `curation/` (split_video, motion_score, TextDetector, ClipScorer, the
+The work itself is done by `curation/` (split_video, motion_score, TextDetector, OpenClipScorer, the
 captioners, filtering): these
 wrappers only move data between rows and those functions, and apply the early filters.
 
@@ -27,13 +27,13 @@ import logging
 import numpy as np
 import ray
 
-from curation.captions import Caption, ClipCaptions
-from curation.clip_frames import FramePlan, decode_frames, middle_frame_index, plan_frames, uniform_frame_indices
+from curation.captions.text import Caption, ClipCaptions
 from curation.config import CurationConfig
 from curation.filtering import ClipScores, filter_rules, reject_reasons, rules_for, scores_checked_after
-from curation.motion import motion_bucket_id, motion_score
-from curation.split import split_video
-from curation.video_io import VideoError
+from curation.frame_sampling import FramePlan, middle_frame_index, plan_frames, uniform_frame_indices
+from curation.scores.motion import motion_bucket_id, motion_score
+from curation.split.runner import split_video
+from curation.video_io import VideoError, decode_frames
 from pipelines.storage import Folder, local_source, without_credentials
 
 log = logging.getLogger(__name__)
@@ -118,7 +118,7 @@ class OcrStage:
     """Actor: CRAFT loaded once; text_area_ratio for a batch of clips."""
 
     def __init__(self, config: CurationConfig):
-        from curation.ocr import TextDetector  # see "Model modules" above
+        from curation.scores.ocr import TextDetector  # see "Model modules" above
 
         self.config = config
         self.detector = TextDetector(config.ocr)
@@ -137,10 +137,10 @@ class ClipImageStage:
     """Actor: open_clip (and the aesthetic MLP) loaded once; aesthetic score and frame embeddings."""
 
     def __init__(self, config: CurationConfig):
-        from curation.clip_scores import ClipScorer  # see "Model modules" above
+        from curation.scores.openclip import OpenClipScorer  # see "Model modules" above
 
         self.config = config
-        self.scorer = ClipScorer(config.clip)
+        self.scorer = OpenClipScorer(config.clip)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         clips, frames = _open_batch(batch)
@@ -160,7 +160,7 @@ class CocaStage:
     """Actor: CoCa loaded once; a caption of each clip's middle frame."""
 
     def __init__(self, config: CurationConfig):
-        from curation.caption_coca import CocaCaptioner  # see "Model modules" above
+        from curation.captions.coca import CocaCaptioner  # see "Model modules" above
 
         self.captioner = CocaCaptioner.load(config.caption.coca)
 
@@ -178,7 +178,7 @@ class VBlipStage:
     """Actor: VideoBLIP loaded once; a caption of each clip from its uniformly sampled frames."""
 
     def __init__(self, config: CurationConfig):
-        from curation.caption_vblip import VBlipCaptioner  # see "Model modules" above
+        from curation.captions.vblip import VBlipCaptioner  # see "Model modules" above
 
         self.captioner = VBlipCaptioner.load(config.caption.vblip)
 
@@ -196,7 +196,7 @@ class LlmStage:
     """Actor (or a client of an HTTP endpoint): merges the two captions; then picks the shipped one."""
 
     def __init__(self, config: CurationConfig):
-        from curation.caption_llm import load_llm  # see "Model modules" above
+        from curation.captions.llm import load_llm  # see "Model modules" above
 
         self.config = config
         self.merger = load_llm(config.caption.llm) if config.caption.llm.enabled else None
@@ -218,10 +218,10 @@ class ClipTextStage:
     """Actor: the same open_clip model; cosine similarity of each clip's frames and its shipped caption."""
 
     def __init__(self, config: CurationConfig):
-        from curation.clip_scores import ClipScorer  # see "Model modules" above
+        from curation.scores.openclip import OpenClipScorer  # see "Model modules" above
 
         self.config = config
-        self.scorer = ClipScorer(config.clip)
+        self.scorer = OpenClipScorer(config.clip)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         clips, _ = _open_batch(batch)

@@ -106,7 +106,7 @@ def curate(inputs, output_dir, config_path, overrides, address, restart, verbose
     Exit code 0 when every input was processed, 3 when some failed (see errors.jsonl), 2 for a usage error.
     """
     setup_logging(verbose, quiet)
-    from curation.caption_llm import EndpointError
+    from curation.captions.llm import EndpointError
     from curation.config import CurationConfig
     from curation.config_io import ConfigError, load_config
     from curation.devices import ModelLoadError
@@ -234,7 +234,9 @@ def train(config_path, run_dir, overrides, resume, verbose, quiet) -> None:
     type=click.IntRange(min=1),
     help="Frame rate of the video; the model is conditioned on fps - 1, as SVD was trained.",
 )
-@click.option("--motion-bucket-id", default=127, show_default=True, type=click.IntRange(min=0), help="More is more motion.")
+@click.option(
+    "--motion-bucket-id", default=127, show_default=True, type=click.IntRange(min=0), help="More is more motion."
+)
 @click.option(
     "--noise-aug-strength",
     default=0.02,
@@ -243,10 +245,16 @@ def train(config_path, run_dir, overrides, resume, verbose, quiet) -> None:
     help="Noise added to the conditioning image: more gives more motion and less likeness.",
 )
 @click.option("--min-guidance", default=1.0, show_default=True, help="Guidance scale of the first frame.")
-@click.option("--max-guidance", default=3.0, show_default=True, help="Guidance scale of the last frame (linear between).")
+@click.option(
+    "--max-guidance", default=3.0, show_default=True, help="Guidance scale of the last frame (linear between)."
+)
 @click.option("--seed", type=int, help="Seed of the first image (image i gets seed + i); default: random, reported.")
-@click.option("--height", default=576, show_default=True, type=click.IntRange(min=1), help="Rounded to a multiple of 64.")
-@click.option("--width", default=1024, show_default=True, type=click.IntRange(min=1), help="Rounded to a multiple of 64.")
+@click.option(
+    "--height", default=576, show_default=True, type=click.IntRange(min=1), help="Rounded to a multiple of 64."
+)
+@click.option(
+    "--width", default=1024, show_default=True, type=click.IntRange(min=1), help="Rounded to a multiple of 64."
+)
 @click.option(
     "--decode-chunk-size",
     type=click.IntRange(min=1),
@@ -267,9 +275,13 @@ def train(config_path, run_dir, overrides, resume, verbose, quiet) -> None:
     help="Fit 14 frames at 576x1024 in under 8 GB of GPU memory: CPU offload, feed-forward chunking, one guidance "
     "branch at a time, VAE decoding 2 frames at a time.",
 )
-@click.option("--compile", "compile_unet", is_flag=True, help="torch.compile the UNet (slow first video, faster after).")
+@click.option(
+    "--compile", "compile_unet", is_flag=True, help="torch.compile the UNet (slow first video, faster after)."
+)
 @click.option("--batch-size", default=1, show_default=True, type=click.IntRange(min=1), help="Images sampled together.")
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary (seed, settings, outputs, timings) on stdout.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print a JSON summary (seed, settings, outputs, timings) on stdout."
+)
 @common_options
 def generate(
     images,

@@ -8,11 +8,11 @@ import torch
 from safetensors.torch import load_file, save_file
 from tiny_caption_models import save_tiny_coca
 
-from curation.caption_coca import CocaCaptioner
-from curation.captions import EMPTY, OK, Caption
-from curation.clip_frames import middle_frame_index
+from curation.captions.coca import CocaCaptioner
+from curation.captions.text import EMPTY, OK, Caption
 from curation.config import CocaConfig, GenerationConfig
 from curation.devices import ModelLoadError
+from curation.frame_sampling import middle_frame_index
 
 GREEDY = GenerationConfig(max_new_tokens=10)
 

@@ -5,7 +5,7 @@ import torch
 from tiny_caption_models import save_tiny_llm
 from transformers import AutoModelForCausalLM
 
-from curation.caption_generation import decode, hf_generate_kwargs, seeded
+from curation.captions.generation import decode, hf_generate_kwargs, seeded
 from curation.config import GenerationConfig
 
 CPU = torch.device("cpu")

@@ -16,8 +16,8 @@ import torch
 from tiny_caption_models import save_tiny_llm
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from curation.caption_llm import EndpointError, HttpLlm, LocalLlm, load_llm, merge_messages
-from curation.captions import EMPTY, NO_INPUT, OK, Caption
+from curation.captions.llm import EndpointError, HttpLlm, LocalLlm, load_llm, merge_messages
+from curation.captions.text import EMPTY, NO_INPUT, OK, Caption
 from curation.config import CurationConfig, GenerationConfig, LlmConfig, LlmHttpConfig
 from curation.config_io import ConfigError, load_config
 from curation.devices import ModelLoadError

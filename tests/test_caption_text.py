@@ -2,7 +2,7 @@
 
 import pytest
 
-from curation.captions import EMPTY, NO_INPUT, OK, Caption, ClipCaptions, choose_caption, clean_caption
+from curation.captions.text import EMPTY, NO_INPUT, OK, Caption, ClipCaptions, choose_caption, clean_caption
 from curation.config import CaptionConfig
 
 

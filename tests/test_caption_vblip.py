@@ -8,11 +8,11 @@ import torch
 from tiny_caption_models import save_tiny_vblip, vblip_config
 from transformers import Blip2ForConditionalGeneration
 
-from curation.caption_vblip import VBlipCaptioner, VideoBlipForConditionalGeneration
-from curation.captions import EMPTY, OK
-from curation.clip_frames import uniform_frame_indices
+from curation.captions.text import EMPTY, OK
+from curation.captions.vblip import VBlipCaptioner, VideoBlipForConditionalGeneration
 from curation.config import GenerationConfig, VBlipConfig
 from curation.devices import ModelLoadError
+from curation.frame_sampling import uniform_frame_indices
 
 FRAMES = 4
 GREEDY = GenerationConfig(max_new_tokens=8)

@@ -4,17 +4,9 @@ import av
 import numpy as np
 import pytest
 
-from curation.clip_frames import (
-    decode_frames,
-    key_indices,
-    plan_frames,
-    sampled_indices,
-    scaled_size,
-    uniform_indices,
-)
 from curation.config import CurationConfig
-from curation.synthetic import write_frames
-from curation.video_io import VideoError
+from curation.frame_sampling import key_indices, plan_frames, sampled_indices, uniform_frame_indices
+from curation.video_io import VideoError, decode_frames, scaled_size, write_frames
 
 FPS = 24.0
 SIZE = (128, 96)
@@ -49,13 +41,6 @@ def test_key_indices(num_frames, expected):
 
 
 @pytest.mark.parametrize(
-    ("num_frames", "count", "expected"), [(10, 4, [0, 3, 6, 9]), (10, 1, [4]), (3, 8, [0, 1, 2]), (100, 2, [0, 99])]
-)
-def test_uniform_indices(num_frames, count, expected):
-    assert uniform_indices(num_frames, count) == expected
-
-
-@pytest.mark.parametrize(
     ("num_frames", "fps", "sample_fps", "expected"),
     [
         (48, 24.0, 2.0, [0, 12, 24, 36]),
@@ -72,7 +57,7 @@ def test_sampled_indices(num_frames, fps, sample_fps, expected):
 
 
 @pytest.mark.parametrize(
-    "bad", [lambda: key_indices(0), lambda: uniform_indices(5, 0), lambda: sampled_indices(5, 0, 2)]
+    "bad", [lambda: key_indices(0), lambda: uniform_frame_indices(5, 0), lambda: sampled_indices(5, 0, 2)]
 )
 def test_bad_index_requests_raise(bad):
     with pytest.raises(ValueError):

@@ -11,9 +11,9 @@ import torch.nn.functional as F
 from PIL import Image
 from safetensors.torch import save_file
 
-from curation.clip_scores import AestheticPredictor, ClipScorer, preflight
 from curation.config import AestheticConfig, ClipConfig
 from curation.devices import ModelLoadError
+from curation.scores.openclip import AestheticPredictor, OpenClipScorer, preflight
 
 WIDTH = 32  # the tiny model's embedding width
 # A ViT and text transformer of 2 layers, 32 wide; the real BPE vocabulary, so open_clip's tokenizer works.
@@ -60,8 +60,8 @@ def config(tiny, **overrides) -> ClipConfig:
 
 
 @pytest.fixture(scope="module")
-def scorer(tiny) -> ClipScorer:
-    return ClipScorer(config(tiny))
+def scorer(tiny) -> OpenClipScorer:
+    return OpenClipScorer(config(tiny))
 
 
 @pytest.fixture(scope="module")
@@ -123,8 +123,8 @@ def test_clip_score_is_the_mean_cosine_with_the_caption(scorer, reference, frame
 
 
 def test_batched_equals_one_by_one(tiny, frames):
-    batched = ClipScorer(config(tiny, batch_size=4))
-    single = ClipScorer(config(tiny, batch_size=1))
+    batched = OpenClipScorer(config(tiny, batch_size=4))
+    single = OpenClipScorer(config(tiny, batch_size=1))
     clips = [frames[:2], frames[2:3], frames[3:]]
     captions = ["a cat", "a long caption about a mountain lake at dawn", "text"]
     together = batched.image_scores(clips)
@@ -150,13 +150,15 @@ def test_aesthetic_layout_matches_the_published_weights():
 
 
 def test_aesthetic_loads_from_safetensors(tiny, scorer, frames):
-    other = ClipScorer(config(tiny, aesthetic=AestheticConfig(weights=str(tiny["folder"] / "aesthetic.safetensors"))))
+    other = OpenClipScorer(
+        config(tiny, aesthetic=AestheticConfig(weights=str(tiny["folder"] / "aesthetic.safetensors")))
+    )
     embeddings = scorer.embed_images(frames)
     np.testing.assert_allclose(other.aesthetic_scores(embeddings), scorer.aesthetic_scores(embeddings), atol=1e-6)
 
 
 def test_aesthetic_can_be_switched_off(tiny, frames):
-    scorer = ClipScorer(config(tiny, aesthetic=AestheticConfig(enabled=False, weights=None)))
+    scorer = OpenClipScorer(config(tiny, aesthetic=AestheticConfig(enabled=False, weights=None)))
     assert scorer.image_scores([frames[:2]])[0].aesthetic_score is None
 
 
@@ -173,7 +175,7 @@ def test_aesthetic_weights_that_cannot_load_stop_the_run(tiny, tmp_path, monkeyp
     if weights == "missing.pth":
         weights = str(tmp_path / weights)
     with pytest.raises(ModelLoadError) as error:
-        ClipScorer(config(tiny, aesthetic=AestheticConfig(weights=weights)))
+        OpenClipScorer(config(tiny, aesthetic=AestheticConfig(weights=weights)))
     assert message in str(error.value)
     assert str(error.value).startswith("clip: cannot load model")
     assert "--set clip.aesthetic.weights=PATH" in str(error.value)
@@ -183,35 +185,35 @@ def test_aesthetic_width_must_match_the_clip_model(tiny, tmp_path):
     path = tmp_path / "l14.pth"
     torch.save(AestheticPredictor(768).state_dict(), path)
     with pytest.raises(ModelLoadError, match="takes 768-wide embeddings but the CLIP model gives 32"):
-        ClipScorer(config(tiny, aesthetic=AestheticConfig(weights=str(path))))
+        OpenClipScorer(config(tiny, aesthetic=AestheticConfig(weights=str(path))))
 
 
 def test_aesthetic_file_of_another_kind_is_refused(tiny, tmp_path):
     path = tmp_path / "other.pth"
     torch.save({"weight": torch.zeros(2)}, path)
     with pytest.raises(ModelLoadError, match="not a state dict of the LAION aesthetic MLP"):
-        ClipScorer(config(tiny, aesthetic=AestheticConfig(weights=str(path))))
+        OpenClipScorer(config(tiny, aesthetic=AestheticConfig(weights=str(path))))
 
 
 def test_clip_folder_that_is_not_there(tiny, tmp_path):
     with pytest.raises(ModelLoadError) as error:
-        ClipScorer(config(tiny, model=f"local-dir:{tmp_path / 'nope'}"))
+        OpenClipScorer(config(tiny, model=f"local-dir:{tmp_path / 'nope'}"))
     assert str(error.value).startswith("clip: cannot load model 'local-dir:")
     assert "--set clip.model=PATH" in str(error.value)
 
 
 def test_clip_without_weights_is_refused(tiny, tmp_path):
     with pytest.raises(ModelLoadError, match="randomly initialised CLIP"):
-        ClipScorer(config(tiny, model="ViT-B-32", pretrained=None))
+        OpenClipScorer(config(tiny, model="ViT-B-32", pretrained=None))
     (tmp_path / "open_clip_config.json").write_text(json.dumps(TINY_CLIP))  # a config but no weights
     with pytest.raises(ModelLoadError, match="no weights"):
-        ClipScorer(config(tiny, model=str(tmp_path)))
+        OpenClipScorer(config(tiny, model=str(tmp_path)))
 
 
 def test_default_model_offline_stops_with_one_message(tiny):
     # The paper's ViT-L-14/openai is not in any cache here and the hub is offline (tests/conftest.py).
     with pytest.raises(ModelLoadError) as error:
-        ClipScorer(config(tiny, model="ViT-L-14", pretrained="openai"))
+        OpenClipScorer(config(tiny, model="ViT-L-14", pretrained="openai"))
     assert str(error.value).startswith("clip: cannot load model 'ViT-L-14'")
     assert "\n" not in str(error.value)
 

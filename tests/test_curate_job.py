@@ -26,10 +26,10 @@ from test_clip_scores import TINY_CLIP
 from test_clip_scores import WIDTH as CLIP_WIDTH
 from tiny_caption_models import save_tiny_coca, save_tiny_llm, save_tiny_vblip
 
-from curation.clip_scores import AestheticPredictor
 from curation.config import CurationConfig
 from curation.config_io import load_config
 from curation.devices import ModelLoadError
+from curation.scores.openclip import AestheticPredictor
 from curation.synthetic import Shot, Transition, make_video
 from pipelines.curate import InputError, find_inputs, run_curation
 from pipelines.journal import WORK_FOLDER

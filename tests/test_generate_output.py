@@ -62,7 +62,7 @@ def test_a_failing_writer_leaves_nothing(tmp_path, monkeypatch):
         staging.write_bytes(b"half a video")
         raise RuntimeError("encoder crashed")
 
-    monkeypatch.setattr(output, "_write_mp4", broken)
+    monkeypatch.setattr(output, "write_mp4", broken)
     (tmp_path / "old.mp4").write_bytes(b"previous video")
     with pytest.raises(RuntimeError):
         write_video(frames(), tmp_path / "old.mp4", FPS)

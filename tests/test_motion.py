@@ -3,11 +3,12 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from curation.clip_frames import decode_frames, sampled_indices
 from curation.config import FilterConfig, MotionConfig
 from curation.filtering import filter_rules, reject_reasons
-from curation.motion import motion_bucket_id, motion_score
+from curation.frame_sampling import sampled_indices
+from curation.scores.motion import motion_bucket_id, motion_score
 from curation.synthetic import Shot, make_video
+from curation.video_io import decode_frames
 
 FPS = 24.0
 SIZE = (128, 96)  # short side 96: 16 px is 1/6 of it

@@ -2,11 +2,12 @@ import cv2
 import numpy as np
 import pytest
 
-from curation.clip_frames import decode_frames, key_indices
 from curation.config import OcrConfig
 from curation.devices import ModelLoadError
-from curation.ocr import WEIGHTS_FILE, TextDetector, preflight
+from curation.frame_sampling import key_indices
+from curation.scores.ocr import WEIGHTS_FILE, TextDetector, preflight
 from curation.synthetic import Shot, make_video
+from curation.video_io import decode_frames
 
 SIZE = (128, 96)
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from curation.config import SplitConfig
-from curation.scene_detection import scan_video
-from curation.split import split_video
+from curation.split.detection import scan_video
+from curation.split.runner import split_video
 from curation.synthetic import Shot, SyntheticVideo, Transition, make_video, sample_timeline
 
 # Every kind of shot and transition the issue names: hard cuts, a dissolve, a fade through black, a wipe,

@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from curation.config import SplitConfig
-from curation.split import split_video
+from curation.split.runner import split_video
 from curation.synthetic import Shot, Transition, make_video
 from curation.video_io import VideoError
 

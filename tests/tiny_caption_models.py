@@ -24,7 +24,7 @@ from transformers import (
     Qwen2Tokenizer,
 )
 
-from curation.caption_vblip import VideoBlipForConditionalGeneration
+from curation.captions.vblip import VideoBlipForConditionalGeneration
 
 IMAGE_SIZE = 32
 WIDTH = 32

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import webdataset as wds
 
-from curation.synthetic import write_frames
+from curation.video_io import write_frames
 
 SIZE = 16  # pixels; even, for 4:2:0
 SQUARE = 6

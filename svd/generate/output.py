@@ -18,7 +18,7 @@ from typing import Literal
 import numpy as np
 import PIL.Image
 
-from curation.synthetic import write_frames
+from curation.video_io import write_mp4
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ def write_video(frames: np.ndarray, output: str | Path, fps: float) -> Path:
     output.parent.mkdir(parents=True, exist_ok=True)
     if kind == "png":
         return _atomic_folder(output, lambda staging: _write_pngs(frames, staging))
-    writer = _write_mp4 if kind == "mp4" else _write_gif
+    writer = write_mp4 if kind == "mp4" else _write_gif
     return _atomic_file(output, lambda staging: writer(frames, staging, fps))
 
 
@@ -76,14 +76,6 @@ def write_image(image: PIL.Image.Image, output: str | Path) -> Path:
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     return _atomic_file(output, lambda staging: image.save(staging, format="PNG"))
-
-
-def _write_mp4(frames: np.ndarray, path: Path, fps: float) -> None:
-    # H.264 in yuv420p needs even sizes; SVD's multiples of 64 always are.
-    height, width = frames.shape[1] // 2 * 2, frames.shape[2] // 2 * 2
-    if (height, width) != frames.shape[1:3]:
-        log.warning("%s: odd frame size %dx%d cropped to %dx%d for H.264", path, *frames.shape[2:0:-1], width, height)
-    write_frames(path, iter(np.ascontiguousarray(frames[:, :height, :width])), fps, width, height)
 
 
 def _write_gif(frames: np.ndarray, path: Path, fps: float) -> None:

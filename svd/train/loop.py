@@ -23,6 +23,7 @@ import torch
 import torch.distributed as dist
 
 from curation.config_io import save_config
+from curation.video_io import write_mp4
 from svd.model.conditioning import added_time_ids, unet_sample
 from svd.model.freeze import apply_freeze
 from svd.train.checkpoint import (
@@ -41,7 +42,7 @@ from svd.train.export import export
 from svd.train.latents import LatentCache, cached_moments, encoder_identity, posterior_moments, sample_latents
 from svd.train.logs import MetricsLog
 from svd.train.memory import enable_gradient_checkpointing
-from svd.train.validation import save_mp4, validation_video
+from svd.train.validation import validation_video
 
 log = logging.getLogger("svd.train")
 
@@ -271,7 +272,9 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False) -> 
                 num_frames=config.validation.num_frames or config.model.num_frames,
                 device=device,
             )
-            save_mp4(video, run_dir / "validation" / f"step-{step:08d}.mp4", config.validation.fps)
+            path = run_dir / "validation" / f"step-{step:08d}.mp4"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_mp4(video, path, config.validation.fps)
 
         # Checkpoint: every rank's RNG and data position gathered, rank 0 writes.
         if step % cfg.checkpoint_every == 0 or step == cfg.max_steps:

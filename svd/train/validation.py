@@ -7,14 +7,11 @@ prompt, decoding frame by frame with the SD VAE.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import PIL.Image
 import torch
 from diffusers import StableVideoDiffusionPipeline
 
-from curation.synthetic import write_frames
 from svd.model.conditioning import added_time_ids, unet_sample
 from svd.train.components import Components
 from svd.train.config import ValidationConfig
@@ -112,11 +109,3 @@ def text_to_video(
         latents = scheduler.step(output, t, latents, generator=generator).prev_sample
     pixels = vae.decode(latents[0] / vae.config.scaling_factor).sample  # (F, 3, H, W)
     return ((pixels.float().clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 1).cpu().numpy()
-
-
-def save_mp4(frames: np.ndarray, path: Path, fps: float) -> Path:
-    """H.264 in yuv420p (even sizes: odd ones are cropped by a pixel)."""
-    height, width = frames.shape[1] // 2 * 2, frames.shape[2] // 2 * 2
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_frames(path, iter(np.ascontiguousarray(frames[:, :height, :width])), fps, width, height)
-    return path

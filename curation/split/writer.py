@@ -16,8 +16,8 @@ from pathlib import Path
 
 import av
 
-from curation.clips import PlannedClip
-from curation.scene_detection import SceneScan
+from curation.split.detection import SceneScan
+from curation.split.plan import PlannedClip
 from curation.video_io import open_video
 
 log = logging.getLogger(__name__)

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from curation.config import SplitConfig
-from curation.scene_detection import SceneScan
+from curation.split.detection import SceneScan
 
 HASH_SAMPLE_BYTES = 1 << 20  # the content hash reads the size and three 1 MiB samples, not the whole file
 

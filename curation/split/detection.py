@@ -20,7 +20,7 @@ from scenedetect.detectors import AdaptiveDetector, ContentDetector, ThresholdDe
 
 from curation.config import DetectorConfig, SplitConfig
 from curation.prefetch import prefetch
-from curation.transitions import Boundary, BoundaryRefiner, TransitionSettings
+from curation.split.transitions import Boundary, BoundaryRefiner, TransitionSettings
 from curation.video_io import TruncatedVideo, VideoInfo, decode_scaled, probe
 
 log = logging.getLogger(__name__)

@@ -27,14 +27,11 @@ from safetensors.torch import load_file
 from torch import nn
 
 from curation.config import AestheticConfig, ClipConfig
-from curation.devices import ModelLoadError, resolve_device, resolve_dtype
+from curation.devices import OPEN_CLIP_PRECISION, ModelLoadError, resolve_device, resolve_dtype
 
 URL_SCHEMES = ("http", "https")
 OPEN_CLIP_SCHEMES = ("hf-hub:", "local-dir:")  # model names that carry their own weights
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth")  # what open_clip looks for in a local folder
-OPEN_CLIP_PRECISION = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
-
-
 @dataclass(frozen=True)
 class ImageScores:
     """What the image side gives per clip: its aesthetic score and the frame embeddings kept for clip_score."""
@@ -73,7 +70,7 @@ class AestheticPredictor(nn.Module):
         return self.layers(embeddings).squeeze(-1)
 
 
-class ClipScorer:
+class OpenClipScorer:
     """An open_clip model (and the aesthetic MLP) loaded once; every method works on batches."""
 
     def __init__(self, config: ClipConfig) -> None:
@@ -148,7 +145,7 @@ def preflight(config: ClipConfig) -> None:
     """Check, and fetch into the caches, every weight file the stage needs, without building the model.
 
     For the driver: a missing or mismatched model stops the run before any clip is processed, while the
-    model itself loads on the workers. Checks what `ClipScorer` would refuse, and the aesthetic MLP's
+    model itself loads on the workers. Checks what `OpenClipScorer` would refuse, and the aesthetic MLP's
     width against the CLIP embedding width.
     """
     if not config.enabled:

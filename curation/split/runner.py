@@ -6,10 +6,10 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from curation.clip_writer import write_reencoded, write_stream_copy
-from curation.clips import ClipRecord, clip_key, content_hash, plan_clips
 from curation.config import SplitConfig
-from curation.scene_detection import SceneScan, scan_video
+from curation.split.detection import SceneScan, scan_video
+from curation.split.plan import ClipRecord, clip_key, content_hash, plan_clips
+from curation.split.writer import write_reencoded, write_stream_copy
 
 log = logging.getLogger(__name__)
 

@@ -20,8 +20,8 @@ from concurrent.futures import ThreadPoolExecutor
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from curation.caption_generation import hf_generate_kwargs, loading, seeded
-from curation.captions import NO_INPUT, Caption
+from curation.captions.generation import hf_generate_kwargs, loading, seeded
+from curation.captions.text import NO_INPUT, Caption
 from curation.config import LlmConfig
 from curation.devices import ModelLoadError, resolve_device, resolve_dtype
 

@@ -16,9 +16,8 @@ import numpy as np
 import torch
 from transformers import AutoImageProcessor, AutoTokenizer, Blip2ForConditionalGeneration
 
-from curation.caption_coca import check_frame
-from curation.caption_generation import hf_generate_kwargs, loading, seeded
-from curation.captions import Caption
+from curation.captions.generation import check_frame, hf_generate_kwargs, loading, seeded
+from curation.captions.text import Caption
 from curation.config import GenerationConfig, VBlipConfig
 from curation.devices import resolve_device, resolve_dtype
 
@@ -113,7 +112,7 @@ class VBlipCaptioner:
         )
 
     def __call__(self, clips: Sequence[Sequence[np.ndarray]]) -> list[Caption]:
-        """One caption per clip; a clip is the `num_frames` frames at `curation.clip_frames.uniform_frame_indices` (H x W x 3 RGB uint8)."""
+        """One caption per clip; a clip is the `num_frames` frames at `curation.frame_sampling.uniform_frame_indices` (H x W x 3 RGB uint8)."""
         captions: list[Caption] = []
         for start in range(0, len(clips), self.batch_size):
             captions += self._caption_batch(clips[start : start + self.batch_size])

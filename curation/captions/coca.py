@@ -14,13 +14,12 @@ import open_clip
 import torch
 from PIL import Image
 
-from curation.caption_generation import decode, loading
-from curation.captions import Caption
+from curation.captions.generation import check_frame, decode, loading
+from curation.captions.text import Caption
 from curation.config import CocaConfig, GenerationConfig
-from curation.devices import ModelLoadError, resolve_device, resolve_dtype
+from curation.devices import OPEN_CLIP_PRECISION, ModelLoadError, resolve_device, resolve_dtype
 
 STAGE = "caption.coca"
-_OPEN_CLIP_PRECISION = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
 
 
 class CocaCaptioner:
@@ -61,7 +60,7 @@ class CocaCaptioner:
             model, _, preprocess = open_clip.create_model_and_transforms(
                 config.model,
                 pretrained=None if local else config.pretrained,
-                precision=_OPEN_CLIP_PRECISION[dtype],
+                precision=OPEN_CLIP_PRECISION[dtype],
                 device=device,
             )
             tokenizer = open_clip.get_tokenizer(config.model)
@@ -100,12 +99,3 @@ class CocaCaptioner:
             self.device,
         )
         return [Caption.from_generated(self.tokenizer.decode(tokens)) for tokens in sequences]
-
-
-def check_frame(frame: np.ndarray) -> np.ndarray:
-    """A frame as the captioners take it: H x W x 3, RGB, uint8."""
-    if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
-        shape = getattr(frame, "shape", None)
-        dtype = getattr(frame, "dtype", type(frame).__name__)
-        raise ValueError(f"expected an H x W x 3 uint8 RGB frame, got shape {shape} of {dtype}")
-    return frame

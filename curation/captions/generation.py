@@ -13,6 +13,7 @@ import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+import numpy as np
 import torch
 from transformers import (
     LogitsProcessorList,
@@ -186,3 +187,12 @@ def _beam_search(
 
 def _until_end(tokens: list[int], end_token: int) -> list[int]:
     return tokens[: tokens.index(end_token)] if end_token in tokens else tokens
+
+
+def check_frame(frame: np.ndarray) -> np.ndarray:
+    """A frame as the captioners take it: H x W x 3, RGB, uint8."""
+    if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
+        shape = getattr(frame, "shape", None)
+        dtype = getattr(frame, "dtype", type(frame).__name__)
+        raise ValueError(f"expected an H x W x 3 uint8 RGB frame, got shape {shape} of {dtype}")
+    return frame
