@@ -18,44 +18,26 @@ from dataclasses import asdict, dataclass, replace
 from typing import Literal
 
 from curation.config import FilterConfig
+from curation.record import DECODE_FAILED, SCORES, Column
+from curation.stages import BY_NAME, STAGES
 
-# Score stages in pipeline order, each with the score whose filters can run right after it. The caption
-# stage sits between "clip" (image embeddings, aesthetics) and "clip_score" (needs the caption).
-STAGE_SCORES = (
-    ("motion", "motion_score"),
-    ("ocr", "text_area_ratio"),
-    ("clip", "aesthetic_score"),
-    ("clip_score", "clip_score"),
-)
+# The early-filter checkpoints in pipeline order: each stage that computes a score, with that score.
+STAGE_SCORES = tuple((stage.name, column) for stage in STAGES for column in stage.columns if column in SCORES)
 END = "end"  # the checkpoint after the last stage
 
 Keep = Literal["min", "max"]  # min: values below the threshold are rejected; max: above
 
 # (config field, score, direction, relative): every filter FilterConfig knows.
 _FILTERS: tuple[tuple[str, str, Keep, bool], ...] = (
-    ("min_motion", "motion_score", "min", False),
-    ("drop_bottom_motion", "motion_score", "min", True),
-    ("max_text_area", "text_area_ratio", "max", False),
-    ("drop_top_text_area", "text_area_ratio", "max", True),
-    ("min_aesthetic", "aesthetic_score", "min", False),
-    ("drop_bottom_aesthetic", "aesthetic_score", "min", True),
-    ("min_clip_score", "clip_score", "min", False),
-    ("drop_bottom_clip_score", "clip_score", "min", True),
+    ("min_motion", Column.MOTION_SCORE, "min", False),
+    ("drop_bottom_motion", Column.MOTION_SCORE, "min", True),
+    ("max_text_area", Column.TEXT_AREA_RATIO, "max", False),
+    ("drop_top_text_area", Column.TEXT_AREA_RATIO, "max", True),
+    ("min_aesthetic", Column.AESTHETIC_SCORE, "min", False),
+    ("drop_bottom_aesthetic", Column.AESTHETIC_SCORE, "min", True),
+    ("min_clip_score", Column.CLIP_SCORE, "min", False),
+    ("drop_bottom_clip_score", Column.CLIP_SCORE, "min", True),
 )
-
-
-@dataclass
-class ClipScores:
-    """The score columns of a clip's row (and fields of its shard JSON); None = not computed."""
-
-    motion_score: float | None = None
-    motion_bucket_id: int | None = None
-    text_area_ratio: float | None = None
-    aesthetic_score: float | None = None
-    clip_score: float | None = None
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -63,7 +45,7 @@ class Rule:
     """One filter. `threshold` is None for a relative rule until `calibrate` sets it."""
 
     name: str  # the FilterConfig field, e.g. "drop_bottom_motion"
-    score: str  # the score it reads, e.g. "motion_score"
+    score: Column  # the score it reads, e.g. Column.MOTION_SCORE
     keep: Keep
     threshold: float | None
     fraction: float | None = None  # relative rules: the fraction of clips dropped
@@ -149,15 +131,14 @@ def reject_reasons(scores: Mapping[str, float | None], rules: Sequence[Rule]) ->
     return reasons
 
 
-def scores_checked_after(stage: str, config: FilterConfig) -> tuple[str, ...]:
-    """Which scores' rules run right after `stage` (a name in STAGE_SCORES, or END).
+def scores_checked_after(stage: str, config: FilterConfig) -> tuple[Column, ...]:
+    """Which scores' rules run right after `stage` (a stage of `curation.stages`, or END).
 
     early: each score right after its own stage, so rejected clips skip the later ones (motion and OCR
     before captioning); otherwise every score at the end, and every clip gets every score.
     """
-    names = [name for name, _ in STAGE_SCORES]
-    if stage not in (*names, END):
-        raise ValueError(f"unknown stage {stage!r}; expected one of {', '.join((*names, END))}")
+    if stage not in (*BY_NAME, END):
+        raise ValueError(f"unknown stage {stage!r}; expected one of {', '.join((*BY_NAME, END))}")
     if not config.enabled:
         return ()
     if config.early:
@@ -198,7 +179,7 @@ def apply_filter(rows: list[dict], config: FilterConfig) -> list[Rule]:
         scores[rule.score] = values[: config.calibration_clips]  # the first N scored, in input order
     rules = calibrate(rules, scores)
     for row in rows:
-        early = [reason for reason in row["reject_reasons"] if reason["filter"] == "decode"]
-        row["reject_reasons"] = early + [reason.to_dict() for reason in reject_reasons(row, rules)]
-        row["kept"] = not row["reject_reasons"]
+        early = [reason for reason in row[Column.REJECT_REASONS] if reason["filter"] == DECODE_FAILED]
+        row[Column.REJECT_REASONS] = early + [reason.to_dict() for reason in reject_reasons(row, rules)]
+        row[Column.KEPT] = not row[Column.REJECT_REASONS]
     return rules

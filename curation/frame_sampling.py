@@ -1,28 +1,13 @@
 """Which frames of a clip each stage looks at, as indices in presentation order from 0.
 
 Motion wants frames at 2 fps, OCR and CLIP the first, middle and last, CoCa the middle one, VideoBLIP N
-uniform ones: the stages name frame indices, `plan_frames` merges them, and `video_io.decode_frames`
+uniform ones: the stages name frame indices, `stages.frame_plan` merges them, and `video_io.decode_frames`
 decodes the clip once for all of them.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-
-from curation.config import CurationConfig
-
-
-@dataclass(frozen=True)
-class FramePlan:
-    """Which frames each stage needs, and the size they are decoded at (None: the coded size)."""
-
-    indices: dict[str, list[int]]  # stage name -> frame indices
-    max_side: int | None
-
-    @property
-    def all_indices(self) -> list[int]:
-        return sorted({index for wanted in self.indices.values() for index in wanted})
 
 
 def key_indices(num_frames: int) -> list[int]:
@@ -44,22 +29,6 @@ def sampled_indices(num_frames: int, fps: float, sample_fps: float) -> list[int]
     if len(indices) == 1 and num_frames > 1:
         indices.append(num_frames - 1)
     return indices
-
-
-def plan_frames(num_frames: int, fps: float, config: CurationConfig) -> FramePlan:
-    """The frames the enabled score stages need, decoded at the largest size any of them asks for."""
-    indices: dict[str, list[int]] = {}
-    sides: list[int] = []
-    if config.motion.enabled:
-        indices["motion"] = sampled_indices(num_frames, fps, config.motion.sample_fps)
-        sides.append(config.motion.max_side)
-    if config.ocr.enabled:
-        indices["ocr"] = key_indices(num_frames)
-        sides.append(config.ocr.max_side)
-    if config.clip.enabled:
-        indices["clip"] = key_indices(num_frames)
-        sides.append(config.clip.max_side)
-    return FramePlan(indices, max(sides) if sides else None)
 
 
 def _check_count(num_frames: int) -> None:

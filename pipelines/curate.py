@@ -24,28 +24,20 @@ import yaml
 
 from curation.captions import text as captions
 from curation.captions.llm import EndpointError
-from curation.config import ActorPoolConfig, CurationConfig
+from curation.config import CurationConfig
 from curation.config_io import config_text
 from curation.devices import ModelLoadError
 from curation.filtering import apply_filter, thresholds_summary
 from curation.progress import track
+from curation.record import Column, Stage, shard_record
 from curation.scores import ocr, openclip
+from curation.stages import cpus_needed, enabled_stages, reads_frames
 from pipelines.journal import WORK_FOLDER, InputResult, RunJournal
 from pipelines.ray_runtime import ray_session
 from pipelines.report import REPORT_NAME, build_report
 from pipelines.shards import ShardWriter, clear_shards
-from pipelines.stages import (
-    CLIPS_FOLDER,
-    ClipImageStage,
-    ClipTextStage,
-    CocaStage,
-    LlmStage,
-    OcrStage,
-    VBlipStage,
-    motion_stage,
-    split_stage,
-)
 from pipelines.storage import Folder, LocationError, filesystem, find_files, normalise
+from pipelines.workers import CLIPS_FOLDER, RESULT_FIELDS, WORKERS
 
 log = logging.getLogger(__name__)
 
@@ -170,13 +162,15 @@ def stream_results(sources: list[str], output: Folder, config: CurationConfig):
     """Run the stages on Ray and yield each input's `InputResult` as soon as all of its clips are through."""
     stage_args = {"output_dir": output.location, "config": config}
     dataset = ray.data.from_items([{"source": source} for source in sources], override_num_blocks=len(sources))
-    dataset = dataset.flat_map(split_stage, fn_kwargs=stage_args, num_cpus=config.ray.split_cpus)
-    if config.motion.enabled or config.ocr.enabled or config.clip.enabled or config.caption.enabled:
-        dataset = dataset.map(motion_stage, fn_kwargs=stage_args, num_cpus=config.ray.motion_cpus)
-    actor_stages = [(stage, pool) for stage, enabled, pool in model_stages(config) if enabled]
-    for stage, pool in actor_stages:
+    dataset = dataset.flat_map(split_on_node, fn_kwargs=stage_args, num_cpus=config.ray.split_cpus)
+    if reads_frames(config):  # the motion task decodes every later stage's frames, even with motion off
+        dataset = dataset.map(WORKERS[Stage.MOTION], fn_kwargs=stage_args, num_cpus=config.ray.motion_cpus)
+    for stage in enabled_stages(config):
+        if stage.pool is None:
+            continue
+        pool = stage.pool(config)
         dataset = dataset.map_batches(
-            stage,
+            WORKERS[stage.name],
             fn_constructor_kwargs={"config": config},
             batch_size=pool.batch_size,
             batch_format="numpy",
@@ -185,7 +179,7 @@ def stream_results(sources: list[str], output: Folder, config: CurationConfig):
             num_gpus=pool.num_gpus,
         )
     # Frames and embeddings have served their stages: only the records come back to this driver.
-    dataset = dataset.select_columns(["source", "clips_in_source", "clip", "error", "counts", "node"])
+    dataset = dataset.select_columns(list(RESULT_FIELDS))
     waiting: dict[str, InputResult] = {}
     for row in dataset.iter_rows():
         result = waiting.setdefault(row["source"], InputResult(row["source"], node=row["node"]))
@@ -194,23 +188,10 @@ def stream_results(sources: list[str], output: Folder, config: CurationConfig):
             yield waiting.pop(row["source"])
 
 
-def model_stages(config: CurationConfig) -> list[tuple[type, bool, ActorPoolConfig]]:
-    """The actor-pool stages in pipeline order, whether each runs, and its pool's resources."""
-    caption = config.caption
-    return [
-        (OcrStage, config.ocr.enabled, config.ray.ocr),
-        (ClipImageStage, config.clip.enabled, config.ray.clip),
-        (CocaStage, caption.enabled and caption.coca.enabled, config.ray.coca),
-        (VBlipStage, caption.enabled and caption.vblip.enabled, config.ray.vblip),
-        (LlmStage, caption.enabled, config.ray.llm),
-        (ClipTextStage, config.clip.enabled and caption.enabled, config.ray.clip),
-    ]
-
-
-def cpus_needed(config: CurationConfig) -> float:
-    """CPUs held at once: every actor of every pool, plus one split and one motion task."""
-    actors = sum(pool.num_cpus * pool.concurrency for _, enabled, pool in model_stages(config) if enabled)
-    return actors + config.ray.split_cpus + config.ray.motion_cpus
+def split_on_node(row: dict, **stage_args) -> list[dict]:
+    """The split worker, with the Ray node that ran it in each row (the journal keeps it, for tracing a cluster)."""
+    node = ray.get_runtime_context().get_node_id()
+    return [{**out, "node": node} for out in WORKERS[Stage.SPLIT](row, **stage_args)]
 
 
 def write_outputs(results: list[InputResult], output: Folder, config: CurationConfig) -> CurationResult:
@@ -223,11 +204,11 @@ def write_outputs(results: list[InputResult], output: Folder, config: CurationCo
         for name, value in result.counts.items():
             counts[name] = counts.get(name, 0) + value
     rules = apply_filter(rows, config.filter)
-    kept = sorted((row for row in rows if row["kept"]), key=lambda row: row["key"])
+    kept = sorted((row for row in rows if row[Column.KEPT]), key=lambda row: row[Column.KEY])
     shards = write_shards(kept, output, config)
     counts.update(failed_inputs=len(errors), kept=len(kept), rejected=len(rows) - len(kept), shards=len(shards))
     for row in rows:
-        for reason in row["reject_reasons"]:
+        for reason in row[Column.REJECT_REASONS]:
             counts[f"rejected_by_{reason['filter']}"] = counts.get(f"rejected_by_{reason['filter']}", 0) + 1
     output.write_bytes("clips.parquet", _parquet_bytes(rows))
     output.write_text("errors.jsonl", "".join(json.dumps(error, ensure_ascii=False) + "\n" for error in errors))
@@ -244,8 +225,8 @@ def write_shards(kept: list[dict], output: Folder, config: CurationConfig) -> li
     clear_shards(output, SHARDS_FOLDER)
     writer = ShardWriter(output, SHARDS_FOLDER, config.output.shard_max_samples, config.output.shard_max_bytes)
     for row in kept:
-        record = {name: value for name, value in row.items() if name not in ("path", "kept", "reject_reasons")}
-        writer.write(row["key"], output.read_bytes(row["path"]), record, row.get("caption") or "")
+        video = output.read_bytes(row[Column.PATH])
+        writer.write(row[Column.KEY], video, shard_record(row), row.get(Column.CAPTION) or "")
     return writer.close()
 
 
@@ -272,7 +253,7 @@ def _differences(old, new, prefix: str = "") -> list[str]:
 
 
 def _parquet_bytes(rows: list[dict]) -> bytes:
-    table = pa.Table.from_pylist(rows) if rows else pa.table({"key": pa.array([], pa.string())})
+    table = pa.Table.from_pylist(rows) if rows else pa.table({Column.KEY.value: pa.array([], pa.string())})
     buffer = pa.BufferOutputStream()
     pq.write_table(table, buffer)
     return buffer.getvalue().to_pybytes()

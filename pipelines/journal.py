@@ -28,7 +28,7 @@ class InputResult:
     node: str = ""  # the Ray node that split it, for tracing a cluster run
 
     def add(self, row: dict) -> None:
-        """Take in one row of the stages (`pipelines/stages.py`): its counts, error and clip record."""
+        """Take in one row of the stages (`pipelines/workers.py`): its counts, error and clip record."""
         for name, value in json.loads(row["counts"]).items():
             self.counts[name] = self.counts.get(name, 0) + value
         if row["error"]:

@@ -6,7 +6,6 @@ from curation.config import FilterConfig
 from curation.filtering import (
     END,
     STAGE_SCORES,
-    ClipScores,
     Reason,
     Rule,
     apply_filter,
@@ -18,6 +17,7 @@ from curation.filtering import (
     scores_checked_after,
     thresholds_summary,
 )
+from curation.record import Stage
 
 TEN = [float(v) for v in range(1, 11)]
 
@@ -177,8 +177,8 @@ def test_late_filters_all_run_at_the_end():
 
 
 def test_unknown_stage():
-    with pytest.raises(ValueError, match="unknown stage 'caption'"):
-        scores_checked_after("caption", FilterConfig())
+    with pytest.raises(ValueError, match="unknown stage 'colour'"):
+        scores_checked_after("colour", FilterConfig())
 
 
 @pytest.mark.parametrize("early", [True, False])
@@ -199,7 +199,7 @@ def test_rejected_clips_skip_the_expensive_stages_only_when_early(early):
         for key, scores in clips.items():
             if reasons[key]:
                 continue  # rejected: no more work on this clip
-            if stage == "clip":
+            if stage == Stage.AESTHETICS:
                 costly_calls.append(key)
                 scores["aesthetic_score"] = 5.0
             reasons[key] += reject_reasons(scores, rules_for(rules, scores_checked_after(stage, config)))
@@ -211,17 +211,6 @@ def test_rejected_clips_skip_the_expensive_stages_only_when_early(early):
         "good": [],
     }
     assert costly_calls == (["good"] if early else ["still", "text", "good"])
-
-
-def test_scores_record():
-    scores = ClipScores(motion_score=1.5, motion_bucket_id=96)
-    assert scores.to_dict() == {
-        "motion_score": 1.5,
-        "motion_bucket_id": 96,
-        "text_area_ratio": None,
-        "aesthetic_score": None,
-        "clip_score": None,
-    }
 
 
 def test_whole_run_filter_sets_relative_thresholds_and_keeps_every_row():

@@ -5,8 +5,8 @@ is never an empty string: when nothing is left, the caption is None and its stat
 caption in the output always means "the model gave nothing", never a bug downstream. A captioner that is
 switched off leaves its caption and status both None.
 
-Columns of a clip's record (`ClipCaptions.to_record`): `caption_coca`, `caption_vblip`, `caption_llm` with
-`caption_*_status`, and `caption` with `caption_source`, the one written to the clip's .txt.
+`ClipCaptions.to_record` gives a clip's caption columns (`curation.record`): each captioner's caption and
+status, and the caption the clip ships with (its .txt) with its source.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Literal
 
 from curation.config import CaptionConfig
+from curation.record import CAPTION_STATUS, CAPTION_TEXT, Column
 
 CaptionStatus = Literal["ok", "empty", "no_input"]
 Source = Literal["coca", "vblip", "llm"]
@@ -61,14 +62,23 @@ class ClipCaptions:
     def to_record(self, config: CaptionConfig, key: str) -> dict[str, str | None]:
         """The caption columns of the clip's record; `caption` is the one its .txt holds."""
         record: dict[str, str | None] = {}
-        for source in ("coca", "vblip", "llm"):
+        for source in CAPTION_TEXT:
             caption = getattr(self, source)
-            record[f"caption_{source}"] = caption.text if caption is not None else None
-            record[f"caption_{source}_status"] = caption.status if caption is not None else None
+            record[CAPTION_TEXT[source].value] = caption.text if caption is not None else None
+            record[CAPTION_STATUS[source].value] = caption.status if caption is not None else None
         source, text = choose_caption(self, config, key)
-        record["caption"] = text
-        record["caption_source"] = source
+        record[Column.CAPTION.value] = text
+        record[Column.CAPTION_SOURCE.value] = source
         return record
+
+    @classmethod
+    def from_record(cls, row: dict) -> ClipCaptions:
+        """The captions a row holds (a captioner whose status is None did not run)."""
+        found = {}
+        for source in CAPTION_TEXT:
+            status = row.get(CAPTION_STATUS[source])
+            found[source] = Caption(row.get(CAPTION_TEXT[source]), status) if status is not None else None
+        return cls(**found)
 
 
 def choose_caption(captions: ClipCaptions, config: CaptionConfig, key: str) -> tuple[Source | None, str | None]:

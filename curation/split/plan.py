@@ -1,7 +1,6 @@
-"""Clip records and the clip length policy: from a scan's boundaries to the clips to write.
+"""The clip length policy, from a scan's boundaries to the clips to write, and the clips' keys.
 
-A `ClipRecord` is the typed form of one clip: a row of `clips.parquet` and, later, the `KEY.json` of a
-shard. Keys come from a content hash of the source plus the frame range, so a rerun gives the same keys.
+Keys come from a content hash of the source plus the frame range, so a rerun gives the same keys.
 """
 
 from __future__ import annotations
@@ -11,40 +10,13 @@ import hashlib
 import math
 import re
 import unicodedata
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from curation.config import SplitConfig
 from curation.split.detection import SceneScan
 
 HASH_SAMPLE_BYTES = 1 << 20  # the content hash reads the size and three 1 MiB samples, not the whole file
-
-
-@dataclass(frozen=True)
-class ClipRecord:
-    key: str
-    source: str
-    clip_index: int
-    start_frame: int  # source frame numbers, [start_frame, end_frame): the frames actually written
-    end_frame: int
-    start_time: float  # seconds on the source's timeline
-    end_time: float
-    fps: float
-    num_frames: int
-    width: int  # as displayed
-    height: int
-    codec: str  # of the written clip
-    rotation: int  # display rotation kept from the source
-    transition_before: str  # what bounds the clip: start, cut, fade, gradual, chunk
-    transition_after: str  # ...: end, cut, fade, gradual, chunk
-    scene_start_frame: int  # the clean shot this clip came from (after trimming transitions)
-    scene_end_frame: int
-    written_by: str  # "copy" (stream copy from a keyframe) or "reencode" (frame-exact)
-    path: str  # of the clip file, relative to the output folder
-    note: str = ""  # e.g. that the source was truncated and only its readable part was used
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass(frozen=True)

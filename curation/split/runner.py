@@ -7,8 +7,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from curation.config import SplitConfig
+from curation.record import ClipRecord
 from curation.split.detection import SceneScan, scan_video
-from curation.split.plan import ClipRecord, clip_key, content_hash, plan_clips
+from curation.split.plan import clip_key, content_hash, plan_clips
 from curation.split.writer import write_reencoded, write_stream_copy
 
 log = logging.getLogger(__name__)

@@ -38,12 +38,12 @@ import torch
 import webdataset as wds
 from braceexpand import braceexpand
 
+from curation.record import CAPTION_TEXT, Column
 from svd.train.config import DataConfig
 from svd.train.latents import LatentCache
 
 log = logging.getLogger(__name__)
 
-CAPTION_FIELDS = {"coca": "caption_coca", "vblip": "caption_vblip", "llm": "caption_llm"}
 
 
 @dataclass
@@ -90,13 +90,13 @@ def pick_caption(record: dict, probabilities: dict[str, float], rng: np.random.G
 
     Falls back to the shipped `caption` when none of the three captioners left one.
     """
-    present = {name: p for name, p in probabilities.items() if p > 0 and _text(record.get(CAPTION_FIELDS[name]))}
+    present = {name: p for name, p in probabilities.items() if p > 0 and _text(record.get(CAPTION_TEXT[name]))}
     if present:
         names = list(present)
         weights = np.array([present[name] for name in names], dtype=np.float64)
         name = names[rng.choice(len(names), p=weights / weights.sum())]
-        return _text(record.get(CAPTION_FIELDS[name])), name
-    shipped = _text(record.get("caption"))
+        return _text(record.get(CAPTION_TEXT[name])), name
+    shipped = _text(record.get(Column.CAPTION))
     return (shipped, "caption") if shipped else ("", "none")
 
 
@@ -222,7 +222,7 @@ class ClipStream(torch.utils.data.IterableDataset):
         except (av.error.FFmpegError, IndexError, OSError) as error:  # IndexError: no video stream
             return Skipped(key, "unreadable", f"{type(error).__name__}: {error}")
         caption, source = pick_caption(record, self.probabilities, rng)
-        bucket = record.get("motion_bucket_id")
+        bucket = record.get(Column.MOTION_BUCKET_ID)
         example = {
             "key": key,
             "frames": torch.from_numpy(frames).permute(0, 3, 1, 2),  # (F, 3, H, W) uint8

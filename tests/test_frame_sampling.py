@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from curation.config import CurationConfig
-from curation.frame_sampling import key_indices, plan_frames, sampled_indices, uniform_frame_indices
+from curation.frame_sampling import key_indices, sampled_indices, uniform_frame_indices
+from curation.stages import frame_plan
 from curation.video_io import VideoError, decode_frames, scaled_size, write_frames
 
 FPS = 24.0
@@ -126,12 +127,23 @@ def test_not_a_video(tmp_path):
 
 def test_plan_merges_the_enabled_stages():
     config = CurationConfig()
-    plan = plan_frames(49, 24.0, config)
-    assert plan.indices == {"motion": [0, 12, 24, 36, 48], "ocr": [0, 24, 48], "clip": [0, 24, 48]}
+    config.caption.enabled = False
+    plan = frame_plan(49, 24.0, config)
+    assert plan.indices == {"motion": [0, 12, 24, 36, 48], "ocr": [0, 24, 48], "aesthetics": [0, 24, 48]}
     assert plan.all_indices == [0, 12, 24, 36, 48]
     assert plan.max_side == max(config.motion.max_side, config.ocr.max_side, config.clip.max_side)
     config.ocr.enabled = config.clip.enabled = False
-    only_motion = plan_frames(49, 24.0, config)
+    only_motion = frame_plan(49, 24.0, config)
     assert list(only_motion.indices) == ["motion"] and only_motion.max_side == config.motion.max_side
     config.motion.enabled = False
-    assert plan_frames(49, 24.0, config) == type(plan)({}, None)
+    assert frame_plan(49, 24.0, config) == type(plan)({}, None)
+
+
+def test_plan_adds_the_captioners_frames():
+    config = CurationConfig()
+    config.motion.enabled = config.ocr.enabled = config.clip.enabled = False
+    plan = frame_plan(49, 24.0, config)
+    assert plan.indices == {"coca": [24], "vblip": [0, 6, 13, 20, 27, 34, 41, 48]}
+    assert plan.max_side == max(config.caption.coca.max_side, config.caption.vblip.max_side)
+    config.caption.coca.enabled = False
+    assert list(frame_plan(49, 24.0, config).indices) == ["vblip"]

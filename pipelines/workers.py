@@ -1,19 +1,24 @@
-"""The curation stages as Ray Data wants them: functions and callable classes over rows.
+"""The curation stages as Ray Data runs them: functions over rows and callable classes over batches.
 
-Every row has the same columns, whatever happened to its clip, so Ray's blocks always share one schema:
+Nothing here calls Ray: a worker is a plain function or class (Ray's batch-inference pattern), so the
+benchmarks and tests run them in a plain loop, and `pipelines/curate.py` hands them to Ray Data.
+Which stage runs when, on which frames and with which resources is `curation/stages.py`; each worker
+names its stage (`WORKERS`).
+
+Every row has the same fields, whatever happened to its clip, so Ray's blocks always share one schema:
   source           the input video
   clips_in_source  how many clip rows this input has (0: a row that only says why there is none)
-  clip             the clip's record, scores and filter state, as JSON text ("" when there is no clip)
+  clip             the clip's record (`curation/record.py`), as JSON text ("" when there is no clip)
   error            why the input failed ("" when it did not)
   counts           split counts, as JSON text (on the first row of an input only)
   frames           the frames later stages need, as .npz bytes (b"" once the last one used them)
-  embeddings       the clip's CLIP frame embeddings, as .npz bytes, from the CLIP stage to the caption match
-  node             the Ray node that split the input (kept in the run's journal, not in the outputs)
+  embeddings       the clip's CLIP frame embeddings, as .npz bytes, from the aesthetics stage to the caption match
+  node             the Ray node that split the input (set by the job; kept in the run's journal)
 The work itself is done by `curation/` (split_video, motion_score, TextDetector, OpenClipScorer, the
-captioners, filtering): these
-wrappers only move data between rows and those functions, and apply the early filters.
+captioners, filtering): these workers only move data between rows and those functions, and apply the early
+filters.
 
-Model modules (open_clip, transformers, easyocr) are imported in the actor that uses them, not here: every
+Model modules (open_clip, transformers, easyocr) are imported in the worker that uses them, not here: every
 Ray worker imports this module, and a split or motion worker would spend seconds importing models it never
 runs (measured in BENCHMARKS.md, "Curation job").
 """
@@ -23,22 +28,25 @@ from __future__ import annotations
 import io
 import json
 import logging
+from dataclasses import replace
 
 import numpy as np
-import ray
 
-from curation.captions.text import Caption, ClipCaptions
+from curation.captions.text import ClipCaptions
 from curation.config import CurationConfig
-from curation.filtering import ClipScores, filter_rules, reject_reasons, rules_for, scores_checked_after
-from curation.frame_sampling import FramePlan, middle_frame_index, plan_frames, uniform_frame_indices
+from curation.filtering import filter_rules, reject_reasons, rules_for, scores_checked_after
+from curation.record import Column, Stage, decode_failure, new_row
 from curation.scores.motion import motion_bucket_id, motion_score
 from curation.split.runner import split_video
+from curation.stages import frame_plan
 from curation.video_io import VideoError, decode_frames
 from pipelines.storage import Folder, local_source, without_credentials
 
 log = logging.getLogger(__name__)
 
 CLIPS_FOLDER = "clips"  # in OUT: the clip files, named KEY.mp4
+# The fields of a row that come back to the driver (frames and embeddings stop at their stages).
+RESULT_FIELDS = ("source", "clips_in_source", "clip", "error", "counts", "node")
 
 
 def split_stage(row: dict, output_dir: str, config: CurationConfig) -> list[dict]:
@@ -57,13 +65,7 @@ def split_stage(row: dict, output_dir: str, config: CurationConfig) -> list[dict
     except Exception as error:  # a bug or an input FFmpeg chokes on in a new way: this input fails, the job goes on
         log.exception("%s: splitting failed", without_credentials(source))
         return [stage_row(source, 0, error=f"splitting failed: {type(error).__name__}: {error}")]
-    # Every score and caption column exists from the start (None: not computed), so a stage switched off
-    # leaves it empty.
-    empty = {**ClipScores().to_dict(), **ClipCaptions().to_record(config.caption, "")}
-    clips = [
-        {**clip.to_dict(), "source": without_credentials(source), **empty, "kept": True, "reject_reasons": []}
-        for clip in result.clips
-    ]
+    clips = [new_row(clip, source=without_credentials(source)) for clip in result.clips]
     if not clips:
         return [stage_row(source, 0, counts=result.counts)]
     return [
@@ -75,47 +77,35 @@ def split_stage(row: dict, output_dir: str, config: CurationConfig) -> list[dict
 def motion_stage(row: dict, output_dir: str, config: CurationConfig) -> dict:
     """Decode the clip once for every later stage; compute motion; pack the other stages' frames."""
     clip = _clip(row)
-    if clip is None or not clip["kept"]:
+    if clip is None or not clip[Column.KEPT]:
         return row
-    plan = frame_plan(clip["num_frames"], clip["fps"], config)
+    plan = frame_plan(clip[Column.NUM_FRAMES], clip[Column.FPS], config)
     if not plan.indices:
         return row
     try:
-        with Folder(output_dir).local_file(clip["path"]) as path:
+        with Folder(output_dir).local_file(clip[Column.PATH]) as path:
             frames = decode_frames(path, plan.all_indices, plan.max_side)
     except (VideoError, OSError) as error:  # the clip file we wrote cannot be read back: reject it, say why
-        clip["kept"] = False
-        clip["reject_reasons"].append({"filter": "decode", "value": None, "threshold": None, "error": str(error)})
-        return {**row, "clip": json.dumps(clip, ensure_ascii=False)}
-    if config.motion.enabled:
-        score = motion_score([frames[i] for i in plan.indices["motion"]], config.motion)
-        clip.update(motion_score=score, motion_bucket_id=motion_bucket_id(score, config.motion))
-        _filter_early(clip, "motion", config)
+        clip[Column.KEPT] = False
+        clip[Column.REJECT_REASONS].append(decode_failure(str(error)))
+        return {**row, "clip": _dump(clip)}
+    if Stage.MOTION in plan.indices:
+        score = motion_score([frames[i] for i in plan.indices[Stage.MOTION]], config.motion)
+        clip.update({Column.MOTION_SCORE: score, Column.MOTION_BUCKET_ID: motion_bucket_id(score, config.motion)})
+        _filter_early(clip, Stage.MOTION, config)
     later = {
         f"{stage}_{n}": frames[index]
         for stage, indices in plan.indices.items()
-        if stage != "motion"
+        if stage != Stage.MOTION
         for n, index in enumerate(indices)
     }
-    return {**row, "clip": json.dumps(clip, ensure_ascii=False), "frames": _pack(later) if later else b""}
-
-
-def frame_plan(num_frames: int, fps: float, config: CurationConfig) -> FramePlan:
-    """The score stages' frames (`plan_frames`) plus the captioners': CoCa's middle frame, VideoBLIP's N."""
-    plan = plan_frames(num_frames, fps, config)
-    indices, sides = dict(plan.indices), [plan.max_side] if plan.max_side else []
-    caption = config.caption
-    if caption.enabled and caption.coca.enabled:
-        indices["coca"] = [middle_frame_index(num_frames)]
-        sides.append(caption.coca.max_side)
-    if caption.enabled and caption.vblip.enabled:
-        indices["vblip"] = uniform_frame_indices(num_frames, caption.vblip.num_frames)
-        sides.append(caption.vblip.max_side)
-    return FramePlan(indices, max(sides) if sides else None)
+    return {**row, "clip": _dump(clip), "frames": _pack(later) if later else b""}
 
 
 class OcrStage:
     """Actor: CRAFT loaded once; text_area_ratio for a batch of clips."""
+
+    stage = Stage.OCR
 
     def __init__(self, config: CurationConfig):
         from curation.scores.ocr import TextDetector  # see "Model modules" above
@@ -125,16 +115,18 @@ class OcrStage:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         clips, frames = _open_batch(batch)
-        todo = _waiting(clips, frames, "ocr")
+        todo = _waiting(clips, frames, self.stage)
         if todo:
-            for i, ratio in zip(todo, self.detector([_frames_of(frames[i], "ocr") for i in todo]), strict=True):
-                clips[i]["text_area_ratio"] = ratio
-                _filter_early(clips[i], "ocr", self.config)
+            for i, ratio in zip(todo, self.detector([_frames_of(frames[i], self.stage) for i in todo]), strict=True):
+                clips[i][Column.TEXT_AREA_RATIO] = ratio
+                _filter_early(clips[i], self.stage, self.config)
         return _close_batch(batch, clips)
 
 
-class ClipImageStage:
-    """Actor: open_clip (and the aesthetic MLP) loaded once; aesthetic score and frame embeddings."""
+class AestheticsStage:
+    """Actor: the CLIP model (open_clip) and the aesthetic MLP loaded once; aesthetic score and frame embeddings."""
+
+    stage = Stage.AESTHETICS
 
     def __init__(self, config: CurationConfig):
         from curation.scores.openclip import OpenClipScorer  # see "Model modules" above
@@ -145,19 +137,21 @@ class ClipImageStage:
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         clips, frames = _open_batch(batch)
         embeddings = list(batch["embeddings"])
-        todo = _waiting(clips, frames, "clip")
+        todo = _waiting(clips, frames, self.stage)
         if todo:
-            results = self.scorer.image_scores([_frames_of(frames[i], "clip") for i in todo])
+            results = self.scorer.image_scores([_frames_of(frames[i], self.stage) for i in todo])
             for i, result in zip(todo, results, strict=True):
-                clips[i]["aesthetic_score"] = result.aesthetic_score
+                clips[i][Column.AESTHETIC_SCORE] = result.aesthetic_score
                 embeddings[i] = _pack({"embeddings": result.embeddings})  # until the caption exists
-                _filter_early(clips[i], "clip", self.config)
+                _filter_early(clips[i], self.stage, self.config)
         batch["embeddings"] = np.array(embeddings, dtype=object)
         return _close_batch(batch, clips)
 
 
 class CocaStage:
     """Actor: CoCa loaded once; a caption of each clip's middle frame."""
+
+    stage = Stage.COCA
 
     def __init__(self, config: CurationConfig):
         from curation.captions.coca import CocaCaptioner  # see "Model modules" above
@@ -166,16 +160,18 @@ class CocaStage:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         clips, frames = _open_batch(batch)
-        todo = _waiting(clips, frames, "coca")
+        todo = _waiting(clips, frames, self.stage)
         if todo:
-            captions = self.captioner([_frames_of(frames[i], "coca")[0] for i in todo])
+            captions = self.captioner([_frames_of(frames[i], self.stage)[0] for i in todo])
             for i, caption in zip(todo, captions, strict=True):
-                clips[i].update(caption_coca=caption.text, caption_coca_status=caption.status)
+                clips[i].update({Column.CAPTION_COCA: caption.text, Column.CAPTION_COCA_STATUS: caption.status})
         return _close_batch(batch, clips)
 
 
 class VBlipStage:
     """Actor: VideoBLIP loaded once; a caption of each clip from its uniformly sampled frames."""
+
+    stage = Stage.VBLIP
 
     def __init__(self, config: CurationConfig):
         from curation.captions.vblip import VBlipCaptioner  # see "Model modules" above
@@ -184,16 +180,18 @@ class VBlipStage:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         clips, frames = _open_batch(batch)
-        todo = _waiting(clips, frames, "vblip")
+        todo = _waiting(clips, frames, self.stage)
         if todo:
-            captions = self.captioner([_frames_of(frames[i], "vblip") for i in todo])
+            captions = self.captioner([_frames_of(frames[i], self.stage) for i in todo])
             for i, caption in zip(todo, captions, strict=True):
-                clips[i].update(caption_vblip=caption.text, caption_vblip_status=caption.status)
+                clips[i].update({Column.CAPTION_VBLIP: caption.text, Column.CAPTION_VBLIP_STATUS: caption.status})
         return _close_batch(batch, clips)
 
 
-class LlmStage:
-    """Actor (or a client of an HTTP endpoint): merges the two captions; then picks the shipped one."""
+class CaptionStage:
+    """Actor (or a client of an HTTP endpoint): the LLM merges the two captions; then the shipped one is picked."""
+
+    stage = Stage.CAPTION
 
     def __init__(self, config: CurationConfig):
         from curation.captions.llm import load_llm  # see "Model modules" above
@@ -203,19 +201,23 @@ class LlmStage:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         clips, _ = _open_batch(batch)
-        todo = [i for i, clip in enumerate(clips) if clip is not None and clip["kept"]]
+        todo = [i for i, clip in enumerate(clips) if clip is not None and clip[Column.KEPT]]
         merged = {}
         if todo and self.merger is not None:
-            replies = self.merger([clips[i]["caption_coca"] for i in todo], [clips[i]["caption_vblip"] for i in todo])
+            replies = self.merger(
+                [clips[i][Column.CAPTION_COCA] for i in todo], [clips[i][Column.CAPTION_VBLIP] for i in todo]
+            )
             merged = dict(zip(todo, replies, strict=True))
         for i in todo:
-            captions = ClipCaptions(_caption(clips[i], "coca"), _caption(clips[i], "vblip"), merged.get(i))
-            clips[i].update(captions.to_record(self.config.caption, clips[i]["key"]))
+            captions = replace(ClipCaptions.from_record(clips[i]), llm=merged.get(i))
+            clips[i].update(captions.to_record(self.config.caption, clips[i][Column.KEY]))
         return _close_batch(batch, clips)
 
 
-class ClipTextStage:
-    """Actor: the same open_clip model; cosine similarity of each clip's frames and its shipped caption."""
+class CaptionMatchStage:
+    """Actor: the same CLIP model; cosine similarity of each clip's frames and its shipped caption."""
+
+    stage = Stage.CAPTION_MATCH
 
     def __init__(self, config: CurationConfig):
         from curation.scores.openclip import OpenClipScorer  # see "Model modules" above
@@ -225,27 +227,40 @@ class ClipTextStage:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         clips, _ = _open_batch(batch)
-        todo = [i for i, clip in enumerate(clips) if clip is not None and clip["kept"] and batch["embeddings"][i]]
+        todo = [
+            i for i, clip in enumerate(clips) if clip is not None and clip[Column.KEPT] and batch["embeddings"][i]
+        ]
         if todo:
             embeddings = [_unpack(batch["embeddings"][i])["embeddings"] for i in todo]
-            scores = self.scorer.clip_scores(embeddings, [clips[i].get("caption") for i in todo])
+            scores = self.scorer.clip_scores(embeddings, [clips[i].get(Column.CAPTION) for i in todo])
             for i, score in zip(todo, scores, strict=True):
-                clips[i]["clip_score"] = score
-                _filter_early(clips[i], "clip_score", self.config)
+                clips[i][Column.CLIP_SCORE] = score
+                _filter_early(clips[i], self.stage, self.config)
         batch["embeddings"] = np.array([b""] * len(clips), dtype=object)
         return _close_batch(batch, clips)
+
+
+# The worker of each stage, by its name in `curation.stages.STAGES`.
+WORKERS = {
+    Stage.SPLIT: split_stage,
+    Stage.MOTION: motion_stage,
+    **{
+        worker.stage: worker
+        for worker in (OcrStage, AestheticsStage, CocaStage, VBlipStage, CaptionStage, CaptionMatchStage)
+    },
+}
 
 
 def stage_row(source: str, clips_in_source: int, clip: dict | None = None, error: str = "", counts=None) -> dict:
     return {
         "source": source,
         "clips_in_source": clips_in_source,
-        "clip": json.dumps(clip, ensure_ascii=False) if clip else "",
+        "clip": _dump(clip) if clip else "",
         "error": error,
         "counts": json.dumps(counts or {}),
         "frames": b"",
         "embeddings": b"",
-        "node": ray.get_runtime_context().get_node_id(),
+        "node": "",
     }
 
 
@@ -253,13 +268,17 @@ def _clip(row: dict) -> dict | None:
     return json.loads(row["clip"]) if row["clip"] else None
 
 
-def _filter_early(clip: dict, stage: str, config: CurationConfig) -> None:
+def _dump(clip: dict) -> str:
+    return json.dumps(clip, ensure_ascii=False)
+
+
+def _filter_early(clip: dict, stage: Stage, config: CurationConfig) -> None:
     """Apply the absolute rules of the scores checked after `stage`; relative ones wait for the whole run."""
     rules = rules_for(filter_rules(config.filter), scores_checked_after(stage, config.filter))
     reasons = [reason.to_dict() for reason in reject_reasons(clip, rules)]
     if reasons:
-        clip["kept"] = False
-        clip["reject_reasons"] += reasons
+        clip[Column.KEPT] = False
+        clip[Column.REJECT_REASONS] += reasons
 
 
 def _open_batch(batch: dict[str, np.ndarray]) -> tuple[list[dict | None], list[bytes]]:
@@ -267,34 +286,29 @@ def _open_batch(batch: dict[str, np.ndarray]) -> tuple[list[dict | None], list[b
 
 
 def _close_batch(batch: dict[str, np.ndarray], clips: list[dict | None]) -> dict[str, np.ndarray]:
-    batch["clip"] = np.array([json.dumps(c, ensure_ascii=False) if c else "" for c in clips], dtype=object)
+    batch["clip"] = np.array([_dump(c) if c else "" for c in clips], dtype=object)
     return batch
 
 
-def _waiting(clips: list[dict | None], frames: list[bytes], stage: str) -> list[int]:
+def _waiting(clips: list[dict | None], frames: list[bytes], stage: Stage) -> list[int]:
     """Positions of the kept clips that carry frames for `stage`."""
     return [
         i
         for i, clip in enumerate(clips)
-        if clip is not None and clip["kept"] and len(frames[i]) and _has_frames(frames[i], stage)
+        if clip is not None and clip[Column.KEPT] and len(frames[i]) and _has_frames(frames[i], stage)
     ]
 
 
-def _has_frames(data: bytes, stage: str) -> bool:
+def _has_frames(data: bytes, stage: Stage) -> bool:
     with np.load(io.BytesIO(data)) as archive:
         return f"{stage}_0" in archive.files
 
 
-def _frames_of(data: bytes, stage: str) -> list[np.ndarray]:
+def _frames_of(data: bytes, stage: Stage) -> list[np.ndarray]:
     """Only `stage`'s frames: an .npz reads each array on access, so the other stages' frames stay packed."""
     with np.load(io.BytesIO(data)) as archive:
         names = [name for name in archive.files if name.rsplit("_", 1)[0] == stage]
         return [archive[name] for name in sorted(names, key=lambda name: int(name.rsplit("_", 1)[1]))]
-
-
-def _caption(clip: dict, source: str) -> Caption | None:
-    status = clip.get(f"caption_{source}_status")
-    return Caption(clip.get(f"caption_{source}"), status) if status is not None else None
 
 
 def _pack(arrays: dict[str, np.ndarray]) -> bytes:
