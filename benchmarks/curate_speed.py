@@ -1,9 +1,9 @@
 """How fast is the whole CPU-side `svd curate` job? Source-seconds per wall-second, Ray vs a plain loop, 1 and 2 CPUs.
 
-  (a) plain: `run_curation(...)` with its Ray part (`ray_session`, `stream_results`) replaced by a loop
-      over the same stage functions in this one process: `split_stage` per input, `motion_stage` per
+  (a) plain: `run_curation(..., use_ray=False)`: the same stage graph and workers run one input after
+      another in this one process (`stream_results_here`): `split_stage` per input, `motion_stage` per
       clip, one `OcrStage` instance on batches of `ray.ocr.batch_size` clips; the preflight, OUT, the
-      journal and `write_outputs` (filter, shards, parquet) are the job's own;
+      journal and `write_outputs` (filter, shards, parquet, report) are the same in both;
   (b) ray: `pipelines.curate.run_curation(...)` itself, with its embedded local Ray;
   (c) (b) with OMP_NUM_THREADS left unset, as `svd curate` usually runs: Ray then sets it in each worker
       to the CPUs that worker reserved (1), so torch runs OCR on one thread (only timed with 2+ CPUs).
@@ -17,12 +17,12 @@ the `run_curation` call, not the process's start-up and imports, which every run
 shown apart. Without an address, ray.init would join a cluster that `ray start` left running on the
 machine, so the runs set RAY_ADDRESS=local (an embedded Ray of their own, as the job intends).
 
-Per-stage times come from timing the stage calls themselves, in both runs: the script hands the job
-thin timing wrappers of `split_stage`, `motion_stage`, `OcrStage`, `ray_session`, `write_outputs`,
-`write_shards` and `build_report` by replacing the names `pipelines.curate` looks them up by
-(pipelines/ is not edited). In (b) the stage times are the busy times inside Ray's workers, which
-overlap one another; CPU seconds are also split into the stage calls, the driver, the workers outside
-the stage calls and Ray's other processes (sampled every 0.5 s).
+Per-stage times come from timing the stage calls themselves, in both runs: the script passes the job
+thin timing wrappers of the split, motion and OCR workers (`run_curation(workers=...)`), and the job
+times its own driver phases (Ray start and stop, the stream, the outputs, shards, report:
+`CurationResult.seconds`). In (b) the stage times are the busy times inside Ray's workers, which overlap
+one another; CPU seconds are also split into the stage calls, the driver, the workers outside the stage
+calls and Ray's other processes (sampled every 0.5 s).
 
 Inputs: `--videos` synthetic videos of `--seconds` each (cuts, a dissolve, a fade; moving, static, pan and
 text shots, noisy textures: heavier to decode than typical footage), generated once and cached in
@@ -47,7 +47,6 @@ import sys
 import tempfile
 import threading
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import av
@@ -155,7 +154,7 @@ def _record(stage: str, since: tuple[float, float], **fields) -> None:
 
 
 def timed_split(row: dict, output_dir: str, config) -> list[dict]:
-    from pipelines.stages import split_stage
+    from pipelines.workers import split_stage
 
     start = _now()
     rows = split_stage(row, output_dir, config)
@@ -164,7 +163,7 @@ def timed_split(row: dict, output_dir: str, config) -> list[dict]:
 
 
 def timed_motion(row: dict, output_dir: str, config) -> dict:
-    from pipelines.stages import motion_stage
+    from pipelines.workers import motion_stage
 
     start = _now()
     row = motion_stage(row, output_dir, config)
@@ -174,7 +173,7 @@ def timed_motion(row: dict, output_dir: str, config) -> dict:
 
 def timed_ocr_class():
     """`OcrStage` with its model load and each batch timed (a function, so the import stays in the child)."""
-    from pipelines.stages import OcrStage
+    from pipelines.workers import OcrStage
 
     class TimedOcrStage(OcrStage):
         def __init__(self, config):
@@ -193,88 +192,24 @@ def timed_ocr_class():
     return TimedOcrStage
 
 
-def timed(function, stage: str):
-    def wrapper(*args, **kwargs):
-        start = _now()
-        result = function(*args, **kwargs)
-        _record(stage, start)
-        return result
+def timed_workers() -> dict:
+    """The job's workers, with the split, motion and OCR ones timed."""
+    from curation.record import Stage
+    from pipelines.workers import WORKERS
 
-    return wrapper
+    return {**WORKERS, Stage.SPLIT: timed_split, Stage.MOTION: timed_motion, Stage.OCR: timed_ocr_class()}
 
 
-def timed_ray_session(ray_session):
-    """`ray_session` with its start-up, the job inside it and its shutdown timed apart."""
-
-    @contextmanager
-    def session(address, cpus_needed=1.0):
-        start = _now()
-        context = ray_session(address, cpus_needed)
-        context.__enter__()
-        _record("ray_start", start)
-        ready = _now()
-        try:
-            yield
-        except BaseException:
-            if not context.__exit__(*sys.exc_info()):
-                raise
-        else:
-            _record("stream", ready)
-            done = _now()
-            context.__exit__(None, None, None)
-            _record("ray_stop", done)
-
-    return session
-
-
-# -- one run, in a child process ---------------------------------------------------------------------
-
-
-def plain_stream_results(sources: list[str], output, config):
-    """`stream_results` without Ray: the same stage functions, one input after another, in this process.
-
-    Yields each input's `InputResult` as `stream_results` does; `run_curation` around it (preflight, OUT,
-    journal, `write_outputs`) is the job's own.
-    """
-    import numpy as np
-
-    import pipelines.curate as curate
-    from pipelines.journal import InputResult
-
-    # OUT as the stages get it: a Folder's location (or, in older versions, the path itself).
-    stage_args = {"output_dir": str(getattr(output, "location", output)), "config": config}
-    actors = [
-        (stage(config=config), pool.batch_size) for stage, enabled, pool in curate.model_stages(config) if enabled
-    ]
-    any_scores = config.motion.enabled or config.ocr.enabled or config.clip.enabled or config.caption.enabled
-    for source in sources:
-        rows = curate.split_stage({"source": source}, **stage_args)
-        if any_scores:
-            rows = [curate.motion_stage(row, **stage_args) for row in rows]
-        for actor, batch_size in actors:  # Ray Data's numpy batches: one object array per column
-            for start in range(0, len(rows), batch_size):
-                chunk = rows[start : start + batch_size]
-                batch = actor({name: np.array([row[name] for row in chunk], dtype=object) for name in chunk[0]})
-                rows[start : start + batch_size] = [{name: batch[name][i] for name in batch} for i in range(len(chunk))]
-        result = InputResult(source, node=rows[0]["node"])
-        for row in rows:  # as stream_results gathers an input's rows
-            result.add(row)
-        yield result
-
-
-@contextmanager
-def no_ray_session(address, cpus_needed=1.0):
-    yield
-
-
-class NoRay:
-    """Stands in for the `ray` module in `pipelines.stages` in the plain loop: the node id is "local"."""
-
-    def get_runtime_context(self):
-        return self
-
-    def get_node_id(self) -> str:
-        return "local"
+# The job's driver phases (`CurationResult.seconds`) under the names the summary gives them.
+DRIVER_PHASES = {
+    "preflight": "preflight",
+    "ray_start": "ray_start",
+    "stages": "stream",
+    "ray_stop": "ray_stop",
+    "outputs": "write_outputs",
+    "shards": "shards",
+    "report": "report",
+}
 
 
 class ProcessWatch:
@@ -339,22 +274,6 @@ def child(args: argparse.Namespace) -> None:
     timings = Path(args.out) / "timings"
     timings.mkdir(parents=True)
     os.environ[TIMINGS_ENV] = str(timings)  # before Ray starts: its workers inherit it
-    curate.split_stage = timed_split
-    curate.motion_stage = timed_motion
-    curate.OcrStage = timed_ocr_class()
-    curate.ray_session = timed_ray_session(curate.ray_session)
-    curate.write_outputs = timed(curate.write_outputs, "write_outputs")
-    curate.write_shards = timed(curate.write_shards, "shards")
-    if hasattr(curate, "build_report"):  # report.html, written by write_outputs since 86fc20d
-        curate.build_report = timed(curate.build_report, "report")
-    curate.ocr.preflight = timed(curate.ocr.preflight, "preflight")
-    if args.child == "plain":  # run_curation with its Ray part replaced by a plain loop
-        curate.ray_session = no_ray_session
-        curate.stream_results = plain_stream_results
-        # `stage_row` asks Ray for the node id, and that call starts a local Ray when none runs.
-        import pipelines.stages
-
-        pipelines.stages.ray = NoRay()
     sources = [Path(path) for path in args.inputs]
     output_dir = Path(args.out) / "out"
     startup = time.time() - psutil.Process().create_time()
@@ -363,17 +282,42 @@ def child(args: argparse.Namespace) -> None:
 
     watch = ProcessWatch()
     start = time.perf_counter()
+    started_at = time.time()
     with watch:
-        counts = curate.run_curation(sources, output_dir, config).counts
+        result = curate.run_curation(
+            sources, output_dir, config, workers=timed_workers(), use_ray=args.child != "plain"
+        )
     wall = time.perf_counter() - start
+    counts = result.counts
     watch.sample()
     usage = psutil.Process().cpu_times()
     own_cpu = usage.user + usage.system - usage_before.user - usage_before.system
 
     records = [json.loads(line) for path in timings.glob("*.jsonl") for line in path.read_text().splitlines()]
+    # The driver's phases, in order from the start of the call (the gaps between them are small: OUT's
+    # config and the journal), with the end times the timeline below needs.
+    end = started_at
+    for phase, name in DRIVER_PHASES.items():
+        if phase in result.seconds:
+            if phase not in ("shards", "report"):  # inside "outputs"
+                end += result.seconds[phase]
+            records.append(
+                {
+                    "stage": name,
+                    "seconds": result.seconds[phase],  # wall only: the job does not time the CPU of its phases
+                    "end": end,
+                    "pid": os.getpid(),
+                    "cpus": sorted(os.sched_getaffinity(0)),
+                    "omp": os.environ.get("OMP_NUM_THREADS"),
+                    "cv2_threads": cv2.getNumThreads(),
+                }
+            )
     import pyarrow.parquet as pq
 
-    table = pq.read_table(output_dir / "clips.parquet", columns=["key", "kept", "motion_score", "text_area_ratio"])
+    from curation.record import Column
+
+    columns = [Column.KEY, Column.KEPT, Column.MOTION_SCORE, Column.TEXT_AREA_RATIO]
+    table = pq.read_table(output_dir / "clips.parquet", columns=[column.value for column in columns])
     clips = sorted(zip(*(table.column(name).to_pylist() for name in table.column_names), strict=True))
     report = {
         "wall_s": wall,
@@ -439,7 +383,8 @@ def summary(result: dict, source_seconds: float) -> dict:
     workers: dict[str, set] = {}
     for record in records:
         stages[record["stage"]] = stages.get(record["stage"], 0.0) + record["seconds"]
-        stages_cpu[record["stage"]] = stages_cpu.get(record["stage"], 0.0) + record["cpu"]
+        if "cpu" in record:
+            stages_cpu[record["stage"]] = stages_cpu.get(record["stage"], 0.0) + record["cpu"]
         calls[record["stage"]] = calls.get(record["stage"], 0) + 1
         workers.setdefault(record["stage"], set()).add(record["pid"])
     ocr = [record for record in records if record["stage"] == "ocr"]
@@ -514,7 +459,7 @@ def code_version() -> str:
 
 
 IMPORTS = {  # what each Ray worker imports, against what its stages need
-    "pipelines.stages": "pipelines.stages",
+    "pipelines.workers": "pipelines.workers",
     "split + motion's modules": "curation.split, curation.scores.motion, curation.frame_sampling, curation.filtering",
     "OCR's module": "curation.scores.ocr",
 }
@@ -679,7 +624,7 @@ def main() -> None:
         )
     for cpus in args.cpus:
         times = ", ".join(f"{name} {imports[(name, cpus)]:.1f} s" for name in IMPORTS)
-        print(f"imports in a fresh process on {cpus} CPU(s) (each Ray worker imports pipelines.stages): {times}")
+        print(f"imports in a fresh process on {cpus} CPU(s) (each Ray worker imports pipelines.workers): {times}")
 
 
 if __name__ == "__main__":

@@ -23,63 +23,64 @@ from curation.record import Column, Stage
 FrameIndices = Callable[[int, float, CurationConfig], list[int]]  # (num_frames, fps, config) -> indices
 
 
+def _motion_frames(num_frames: int, fps: float, config: CurationConfig) -> list[int]:
+    return sampled_indices(num_frames, fps, config.motion.sample_fps)
+
+
+def _first_middle_last(num_frames: int, fps: float, config: CurationConfig) -> list[int]:
+    return key_indices(num_frames)
+
+
+def _middle_frame(num_frames: int, fps: float, config: CurationConfig) -> list[int]:
+    return [middle_frame_index(num_frames)]
+
+
+def _vblip_frames(num_frames: int, fps: float, config: CurationConfig) -> list[int]:
+    return uniform_frame_indices(num_frames, config.caption.vblip.num_frames)
+
+
 @dataclass(frozen=True)
 class StageSpec:
+    """One stage. `sections`: the config sections that must all be enabled for it to run (a dotted one, such
+    as `caption.coca`, needs `caption` too); the first one's `max_side` is the size it wants its frames at.
+    `pool`: its actor pool's section of `ray` (None: a Ray task with `ray.<task_cpus>` CPUs)."""
+
     name: Stage
-    enabled: Callable[[CurationConfig], bool]
-    frames: FrameIndices | None = None  # the frames of the clip it reads, None: none
-    max_side: Callable[[CurationConfig], int] | None = None  # the long side it wants them decoded at
-    pool: Callable[[CurationConfig], ActorPoolConfig] | None = None  # an actor pool's resources; None: a task
-    task_cpus: Callable[[CurationConfig], float] | None = None  # a task's CPUs
+    sections: tuple[str, ...]
+    frames: FrameIndices | None = None  # the frames of the clip it reads; None: none
+    pool: str | None = None
+    task_cpus: str | None = None
 
     @property
     def columns(self) -> tuple[Column, ...]:
         return Column.of(self.name)
 
+    def enabled(self, config: CurationConfig) -> bool:
+        return all(_section(config, path).enabled for section in self.sections for path in _prefixes(section))
+
+    def max_side(self, config: CurationConfig) -> int:
+        return _section(config, self.sections[0]).max_side
+
+    def pool_config(self, config: CurationConfig) -> ActorPoolConfig:
+        return getattr(config.ray, self.pool)
+
+    def cpus(self, config: CurationConfig) -> float:
+        """CPUs it holds while it runs: a task's, or every actor of its pool."""
+        if self.pool is None:
+            return getattr(config.ray, self.task_cpus)
+        pool = self.pool_config(config)
+        return pool.num_cpus * pool.concurrency
+
 
 STAGES: tuple[StageSpec, ...] = (
-    StageSpec(Stage.SPLIT, enabled=lambda config: True, task_cpus=lambda config: config.ray.split_cpus),
-    StageSpec(
-        Stage.MOTION,
-        enabled=lambda config: config.motion.enabled,
-        frames=lambda n, fps, config: sampled_indices(n, fps, config.motion.sample_fps),
-        max_side=lambda config: config.motion.max_side,
-        task_cpus=lambda config: config.ray.motion_cpus,
-    ),
-    StageSpec(
-        Stage.OCR,
-        enabled=lambda config: config.ocr.enabled,
-        frames=lambda n, fps, config: key_indices(n),
-        max_side=lambda config: config.ocr.max_side,
-        pool=lambda config: config.ray.ocr,
-    ),
-    StageSpec(
-        Stage.AESTHETICS,
-        enabled=lambda config: config.clip.enabled,
-        frames=lambda n, fps, config: key_indices(n),
-        max_side=lambda config: config.clip.max_side,
-        pool=lambda config: config.ray.clip,
-    ),
-    StageSpec(
-        Stage.COCA,
-        enabled=lambda config: config.caption.enabled and config.caption.coca.enabled,
-        frames=lambda n, fps, config: [middle_frame_index(n)],
-        max_side=lambda config: config.caption.coca.max_side,
-        pool=lambda config: config.ray.coca,
-    ),
-    StageSpec(
-        Stage.VBLIP,
-        enabled=lambda config: config.caption.enabled and config.caption.vblip.enabled,
-        frames=lambda n, fps, config: uniform_frame_indices(n, config.caption.vblip.num_frames),
-        max_side=lambda config: config.caption.vblip.max_side,
-        pool=lambda config: config.ray.vblip,
-    ),
-    StageSpec(Stage.CAPTION, enabled=lambda config: config.caption.enabled, pool=lambda config: config.ray.llm),
-    StageSpec(
-        Stage.CAPTION_MATCH,
-        enabled=lambda config: config.clip.enabled and config.caption.enabled,
-        pool=lambda config: config.ray.clip,
-    ),
+    StageSpec(Stage.SPLIT, (), task_cpus="split_cpus"),
+    StageSpec(Stage.MOTION, ("motion",), frames=_motion_frames, task_cpus="motion_cpus"),
+    StageSpec(Stage.OCR, ("ocr",), frames=_first_middle_last, pool="ocr"),
+    StageSpec(Stage.AESTHETICS, ("clip",), frames=_first_middle_last, pool="clip"),
+    StageSpec(Stage.COCA, ("caption.coca",), frames=_middle_frame, pool="coca"),
+    StageSpec(Stage.VBLIP, ("caption.vblip",), frames=_vblip_frames, pool="vblip"),
+    StageSpec(Stage.CAPTION, ("caption",), pool="llm"),  # the LLM merge runs only when caption.llm is enabled
+    StageSpec(Stage.CAPTION_MATCH, ("clip", "caption"), pool="clip"),  # the aesthetics stage's model again
 )
 BY_NAME = {stage.name: stage for stage in STAGES}
 
@@ -115,14 +116,22 @@ def reads_frames(config: CurationConfig) -> bool:
 
 
 def cpus_needed(config: CurationConfig) -> float:
-    """CPUs held at once: every actor of every enabled pool, plus one task of each task stage."""
-    total = 0.0
-    for stage in enabled_stages(config):
-        if stage.pool is not None:
-            pool = stage.pool(config)
-            total += pool.num_cpus * pool.concurrency
-    # The split and motion tasks are counted even when motion is off: its task still decodes (or passes rows on).
-    return total + sum(stage.task_cpus(config) for stage in STAGES if stage.task_cpus is not None)
+    """CPUs held at once: every actor of every enabled pool, plus one task of each task stage (counted even
+    when motion is off: its task still decodes for the later stages, or passes rows on)."""
+    return sum(stage.cpus(config) for stage in STAGES if stage.pool is None or stage.enabled(config))
+
+
+def _section(config: CurationConfig, path: str):
+    section = config
+    for name in path.split("."):
+        section = getattr(section, name)
+    return section
+
+
+def _prefixes(path: str) -> list[str]:
+    """`caption.coca` -> `caption`, `caption.coca`."""
+    names = path.split(".")
+    return [".".join(names[: index + 1]) for index in range(len(names))]
 
 
 def later_work(config: CurationConfig) -> dict[Stage, bool]:

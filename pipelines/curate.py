@@ -14,9 +14,13 @@ from __future__ import annotations
 
 import json
 import logging
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import ray.data
@@ -70,6 +74,9 @@ class CurationResult:
     clips: int = 0
     failed_inputs: int = 0
     counts: dict[str, int] = field(default_factory=dict)
+    # Wall seconds of the driver's phases: preflight, ray_start, stages, ray_stop, outputs (shards and report
+    # inside it); what `benchmarks/curate_speed.py` reports beside the stages' own times.
+    seconds: dict[str, float] = field(default_factory=dict)
 
 
 def find_inputs(inputs: list[str]) -> list[str]:
@@ -109,14 +116,23 @@ def run_curation(
     config: CurationConfig,
     address: str | None = None,
     restart: bool = False,
+    workers: Mapping[Stage, Callable] = WORKERS,
+    use_ray: bool = True,
 ) -> CurationResult:
     """Curate `inputs` into `output_dir` (a path or URL); a bad input becomes a line of errors.jsonl, never
-    a failed job."""
-    if config.ocr.enabled:  # a model that cannot be loaded stops the run before any work
-        ocr.preflight(config.ocr)
-    if config.clip.enabled:
-        openclip.preflight(config.clip)
-    captions.preflight(config.caption)
+    a failed job.
+
+    `workers`: the function or class that runs each stage (`pipelines.workers.WORKERS`; a benchmark passes
+    timed ones). `use_ray=False` runs the same stages one input after another in this process
+    (`stream_results_here`), for benchmarks and debugging; the outputs are the same.
+    """
+    seconds: dict[str, float] = {}
+    with _timed(seconds, "preflight"):
+        if config.ocr.enabled:  # a model that cannot be loaded stops the run before any work
+            ocr.preflight(config.ocr)
+        if config.clip.enabled:
+            openclip.preflight(config.clip)
+        captions.preflight(config.caption)
     try:
         output = Folder(str(output_dir))
     except LocationError as error:
@@ -127,17 +143,32 @@ def run_curation(
     pending = [source for source in sources if not journal.is_done(source)]
     if len(pending) < len(sources):
         log.info("resuming %s: %d of %d inputs already done", output.url(), len(sources) - len(pending), len(sources))
-    if pending:
+    if pending and not use_ray:
+        with _timed(seconds, "stages"):
+            for result in track(
+                stream_results_here(pending, output, config, workers), len(pending), "curate", "videos"
+            ):
+                journal.record(result)
+    elif pending:
+        started = time.perf_counter()
         with ray_session(address, cpus_needed(config)):
+            seconds["ray_start"] = time.perf_counter() - started
             try:
-                for result in track(stream_results(pending, output, config), len(pending), "curate", "videos"):
-                    journal.record(result)
+                with _timed(seconds, "stages"):
+                    results = stream_results(pending, output, config, workers)
+                    for result in track(results, len(pending), "curate", "videos"):
+                        journal.record(result)
             except Exception as error:  # Ray wraps what a stage raised; a model that cannot load is one line
                 cause = _model_problem(error)
                 if cause is None:
                     raise
                 raise cause from None
-    return write_outputs([journal.load(source) for source in sources], output, config)
+            stopping = time.perf_counter()
+        seconds["ray_stop"] = time.perf_counter() - stopping
+    with _timed(seconds, "outputs"):
+        result = write_outputs([journal.load(source) for source in sources], output, config, seconds)
+    result.seconds = seconds
+    return result
 
 
 def prepare_output(output: Folder, config: CurationConfig, restart: bool) -> None:
@@ -158,19 +189,23 @@ def prepare_output(output: Folder, config: CurationConfig, restart: bool) -> Non
     output.write_text(CONFIG_FILE, config_text(config))
 
 
-def stream_results(sources: list[str], output: Folder, config: CurationConfig):
+def stream_results(
+    sources: list[str], output: Folder, config: CurationConfig, workers: Mapping[Stage, Callable] = WORKERS
+) -> Iterator[InputResult]:
     """Run the stages on Ray and yield each input's `InputResult` as soon as all of its clips are through."""
     stage_args = {"output_dir": output.location, "config": config}
     dataset = ray.data.from_items([{"source": source} for source in sources], override_num_blocks=len(sources))
-    dataset = dataset.flat_map(split_on_node, fn_kwargs=stage_args, num_cpus=config.ray.split_cpus)
+    dataset = dataset.flat_map(
+        split_on_node, fn_kwargs={"split": workers[Stage.SPLIT], **stage_args}, num_cpus=config.ray.split_cpus
+    )
     if reads_frames(config):  # the motion task decodes every later stage's frames, even with motion off
-        dataset = dataset.map(WORKERS[Stage.MOTION], fn_kwargs=stage_args, num_cpus=config.ray.motion_cpus)
+        dataset = dataset.map(workers[Stage.MOTION], fn_kwargs=stage_args, num_cpus=config.ray.motion_cpus)
     for stage in enabled_stages(config):
         if stage.pool is None:
             continue
-        pool = stage.pool(config)
+        pool = stage.pool_config(config)
         dataset = dataset.map_batches(
-            WORKERS[stage.name],
+            workers[stage.name],
             fn_constructor_kwargs={"config": config},
             batch_size=pool.batch_size,
             batch_format="numpy",
@@ -188,15 +223,47 @@ def stream_results(sources: list[str], output: Folder, config: CurationConfig):
             yield waiting.pop(row["source"])
 
 
-def split_on_node(row: dict, **stage_args) -> list[dict]:
+def split_on_node(row: dict, split: Callable, **stage_args) -> list[dict]:
     """The split worker, with the Ray node that ran it in each row (the journal keeps it, for tracing a cluster)."""
     node = ray.get_runtime_context().get_node_id()
-    return [{**out, "node": node} for out in WORKERS[Stage.SPLIT](row, **stage_args)]
+    return [{**out, "node": node} for out in split(row, **stage_args)]
 
 
-def write_outputs(results: list[InputResult], output: Folder, config: CurationConfig) -> CurationResult:
+def stream_results_here(
+    sources: list[str], output: Folder, config: CurationConfig, workers: Mapping[Stage, Callable] = WORKERS
+) -> Iterator[InputResult]:
+    """The same stages as `stream_results`, without Ray: one input after another, in this process.
+
+    Each actor-pool worker is built once and called on batches shaped as Ray Data's numpy batches (one
+    object array per field), `ray.<pool>.batch_size` clips at a time.
+    """
+    stage_args = {"output_dir": output.location, "config": config}
+    pools = [
+        (workers[stage.name](config=config), stage.pool_config(config).batch_size)
+        for stage in enabled_stages(config)
+        if stage.pool is not None
+    ]
+    for source in sources:
+        rows = workers[Stage.SPLIT]({"source": source}, **stage_args)
+        if reads_frames(config):
+            rows = [workers[Stage.MOTION](row, **stage_args) for row in rows]
+        for worker, batch_size in pools:
+            for start in range(0, len(rows), batch_size):
+                chunk = rows[start : start + batch_size]
+                batch = worker({name: np.array([row[name] for row in chunk], dtype=object) for name in chunk[0]})
+                rows[start : start + batch_size] = [{name: batch[name][i] for name in batch} for i in range(len(chunk))]
+        result = InputResult(source)
+        for row in rows:
+            result.add(row)
+        yield result
+
+
+def write_outputs(
+    results: list[InputResult], output: Folder, config: CurationConfig, seconds: dict[str, float] | None = None
+) -> CurationResult:
     """Shards, clips.parquet, errors.jsonl, summary.json and report.html from every input's result, in input
-    order."""
+    order; the time the shards and the report take is added to `seconds`."""
+    seconds = {} if seconds is None else seconds
     rows = [row for result in results for row in result.rows]
     errors = [{"input": result.source, "error": result.error} for result in results if result.error]
     counts: dict[str, int] = {"inputs": len(results)}
@@ -205,7 +272,8 @@ def write_outputs(results: list[InputResult], output: Folder, config: CurationCo
             counts[name] = counts.get(name, 0) + value
     rules = apply_filter(rows, config.filter)
     kept = sorted((row for row in rows if row[Column.KEPT]), key=lambda row: row[Column.KEY])
-    shards = write_shards(kept, output, config)
+    with _timed(seconds, "shards"):
+        shards = write_shards(kept, output, config)
     counts.update(failed_inputs=len(errors), kept=len(kept), rejected=len(rows) - len(kept), shards=len(shards))
     for row in rows:
         for reason in row[Column.REJECT_REASONS]:
@@ -214,9 +282,9 @@ def write_outputs(results: list[InputResult], output: Folder, config: CurationCo
     output.write_text("errors.jsonl", "".join(json.dumps(error, ensure_ascii=False) + "\n" for error in errors))
     summary = {"counts": counts, "thresholds": thresholds_summary(rules)}
     output.write_text("summary.json", json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
-    output.write_text(
-        REPORT_NAME, build_report(rows, summary, config, output.read_bytes, title=PurePosixPath(output.url()).name)
-    )
+    with _timed(seconds, "report"):
+        title = PurePosixPath(output.url()).name
+        output.write_text(REPORT_NAME, build_report(rows, summary, config, output.read_bytes, title=title))
     return CurationResult(clips=len(kept), failed_inputs=len(errors), counts=counts)
 
 
@@ -228,6 +296,15 @@ def write_shards(kept: list[dict], output: Folder, config: CurationConfig) -> li
         video = output.read_bytes(row[Column.PATH])
         writer.write(row[Column.KEY], video, shard_record(row), row.get(Column.CAPTION) or "")
     return writer.close()
+
+
+@contextmanager
+def _timed(seconds: dict[str, float], phase: str) -> Iterator[None]:
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        seconds[phase] = seconds.get(phase, 0.0) + time.perf_counter() - started
 
 
 def _model_problem(error: BaseException) -> BaseException | None:

@@ -25,6 +25,7 @@ runs (measured in BENCHMARKS.md, "Curation job").
 
 from __future__ import annotations
 
+import importlib
 import io
 import json
 import logging
@@ -35,7 +36,7 @@ import numpy as np
 from curation.captions.text import ClipCaptions
 from curation.config import CurationConfig
 from curation.filtering import filter_rules, reject_reasons, rules_for, scores_checked_after
-from curation.record import Column, Stage, decode_failure, new_row
+from curation.record import CAPTION_STATUS, CAPTION_TEXT, Column, Stage, decode_failure, new_row
 from curation.scores.motion import motion_bucket_id, motion_score
 from curation.split.runner import split_video
 from curation.stages import frame_plan
@@ -116,17 +117,13 @@ class OcrStage:
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         clips, frames = _open_batch(batch)
         todo = _waiting(clips, frames, self.stage)
-        if todo:
-            for i, ratio in zip(todo, self.detector([_frames_of(frames[i], self.stage) for i in todo]), strict=True):
-                clips[i][Column.TEXT_AREA_RATIO] = ratio
-                _filter_early(clips[i], self.stage, self.config)
+        ratios = self.detector([_frames_of(frames[i], self.stage) for i in todo]) if todo else []
+        _set_score(clips, todo, Column.TEXT_AREA_RATIO, ratios, self.stage, self.config)
         return _close_batch(batch, clips)
 
 
-class AestheticsStage:
-    """Actor: the CLIP model (open_clip) and the aesthetic MLP loaded once; aesthetic score and frame embeddings."""
-
-    stage = Stage.AESTHETICS
+class OpenClipStage:
+    """Actor base: the CLIP model (open_clip, with the aesthetic MLP) loaded once."""
 
     def __init__(self, config: CurationConfig):
         from curation.scores.openclip import OpenClipScorer  # see "Model modules" above
@@ -134,58 +131,67 @@ class AestheticsStage:
         self.config = config
         self.scorer = OpenClipScorer(config.clip)
 
+
+class AestheticsStage(OpenClipStage):
+    """Actor: aesthetic score and frame embeddings of each clip."""
+
+    stage = Stage.AESTHETICS
+
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         clips, frames = _open_batch(batch)
-        embeddings = list(batch["embeddings"])
         todo = _waiting(clips, frames, self.stage)
-        if todo:
-            results = self.scorer.image_scores([_frames_of(frames[i], self.stage) for i in todo])
-            for i, result in zip(todo, results, strict=True):
-                clips[i][Column.AESTHETIC_SCORE] = result.aesthetic_score
-                embeddings[i] = _pack({"embeddings": result.embeddings})  # until the caption exists
-                _filter_early(clips[i], self.stage, self.config)
+        results = self.scorer.image_scores([_frames_of(frames[i], self.stage) for i in todo]) if todo else []
+        embeddings = list(batch["embeddings"])
+        for i, result in zip(todo, results, strict=True):
+            embeddings[i] = _pack({"embeddings": result.embeddings})  # until the caption exists
         batch["embeddings"] = np.array(embeddings, dtype=object)
+        scores = [result.aesthetic_score for result in results]
+        _set_score(clips, todo, Column.AESTHETIC_SCORE, scores, self.stage, self.config)
         return _close_batch(batch, clips)
 
 
-class CocaStage:
-    """Actor: CoCa loaded once; a caption of each clip's middle frame."""
+class CaptionerStage:
+    """Actor: a captioner loaded once; one caption of each clip from the frames its stage reads.
+
+    A subclass names its stage, which is also the captioner's config section (`caption.<stage>`) and its
+    name in the record (`CAPTION_TEXT`, `CAPTION_STATUS`), and where its captioner class lives: imported
+    here, in the actor (see "Model modules" above).
+    """
+
+    stage: Stage
+    captioner_class: tuple[str, str]  # (module, class)
+    one_frame: bool  # the captioner takes one frame per clip, not a list of them
+
+    def __init__(self, config: CurationConfig):
+        module, name = self.captioner_class
+        captioner = getattr(importlib.import_module(module), name)
+        self.captioner = captioner.load(getattr(config.caption, self.stage))
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        clips, frames = _open_batch(batch)
+        todo = _waiting(clips, frames, self.stage)
+        inputs = [_frames_of(frames[i], self.stage) for i in todo]
+        captions = self.captioner([clip[0] for clip in inputs] if self.one_frame else inputs) if todo else []
+        for i, caption in zip(todo, captions, strict=True):
+            clips[i][CAPTION_TEXT[self.stage]] = caption.text
+            clips[i][CAPTION_STATUS[self.stage]] = caption.status
+        return _close_batch(batch, clips)
+
+
+class CocaStage(CaptionerStage):
+    """Actor: CoCa on each clip's middle frame."""
 
     stage = Stage.COCA
-
-    def __init__(self, config: CurationConfig):
-        from curation.captions.coca import CocaCaptioner  # see "Model modules" above
-
-        self.captioner = CocaCaptioner.load(config.caption.coca)
-
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        clips, frames = _open_batch(batch)
-        todo = _waiting(clips, frames, self.stage)
-        if todo:
-            captions = self.captioner([_frames_of(frames[i], self.stage)[0] for i in todo])
-            for i, caption in zip(todo, captions, strict=True):
-                clips[i].update({Column.CAPTION_COCA: caption.text, Column.CAPTION_COCA_STATUS: caption.status})
-        return _close_batch(batch, clips)
+    captioner_class = ("curation.captions.coca", "CocaCaptioner")
+    one_frame = True
 
 
-class VBlipStage:
-    """Actor: VideoBLIP loaded once; a caption of each clip from its uniformly sampled frames."""
+class VBlipStage(CaptionerStage):
+    """Actor: VideoBLIP on each clip's uniformly sampled frames."""
 
     stage = Stage.VBLIP
-
-    def __init__(self, config: CurationConfig):
-        from curation.captions.vblip import VBlipCaptioner  # see "Model modules" above
-
-        self.captioner = VBlipCaptioner.load(config.caption.vblip)
-
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        clips, frames = _open_batch(batch)
-        todo = _waiting(clips, frames, self.stage)
-        if todo:
-            captions = self.captioner([_frames_of(frames[i], self.stage) for i in todo])
-            for i, caption in zip(todo, captions, strict=True):
-                clips[i].update({Column.CAPTION_VBLIP: caption.text, Column.CAPTION_VBLIP_STATUS: caption.status})
-        return _close_batch(batch, clips)
+    captioner_class = ("curation.captions.vblip", "VBlipCaptioner")
+    one_frame = False
 
 
 class CaptionStage:
@@ -201,7 +207,7 @@ class CaptionStage:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         clips, _ = _open_batch(batch)
-        todo = [i for i, clip in enumerate(clips) if clip is not None and clip[Column.KEPT]]
+        todo = _kept(clips)
         merged = {}
         if todo and self.merger is not None:
             replies = self.merger(
@@ -214,28 +220,18 @@ class CaptionStage:
         return _close_batch(batch, clips)
 
 
-class CaptionMatchStage:
-    """Actor: the same CLIP model; cosine similarity of each clip's frames and its shipped caption."""
+class CaptionMatchStage(OpenClipStage):
+    """Actor: cosine similarity of each clip's frame embeddings and its shipped caption."""
 
     stage = Stage.CAPTION_MATCH
 
-    def __init__(self, config: CurationConfig):
-        from curation.scores.openclip import OpenClipScorer  # see "Model modules" above
-
-        self.config = config
-        self.scorer = OpenClipScorer(config.clip)
-
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         clips, _ = _open_batch(batch)
-        todo = [
-            i for i, clip in enumerate(clips) if clip is not None and clip[Column.KEPT] and batch["embeddings"][i]
-        ]
-        if todo:
-            embeddings = [_unpack(batch["embeddings"][i])["embeddings"] for i in todo]
-            scores = self.scorer.clip_scores(embeddings, [clips[i].get(Column.CAPTION) for i in todo])
-            for i, score in zip(todo, scores, strict=True):
-                clips[i][Column.CLIP_SCORE] = score
-                _filter_early(clips[i], self.stage, self.config)
+        todo = [i for i in _kept(clips) if batch["embeddings"][i]]
+        embeddings = [_unpack(batch["embeddings"][i])["embeddings"] for i in todo]
+        captions = [clips[i].get(Column.CAPTION) for i in todo]
+        scores = self.scorer.clip_scores(embeddings, captions) if todo else []
+        _set_score(clips, todo, Column.CLIP_SCORE, scores, self.stage, self.config)
         batch["embeddings"] = np.array([b""] * len(clips), dtype=object)
         return _close_batch(batch, clips)
 
@@ -281,6 +277,17 @@ def _filter_early(clip: dict, stage: Stage, config: CurationConfig) -> None:
         clip[Column.REJECT_REASONS] += reasons
 
 
+def _set_score(clips: list[dict | None], todo: list[int], column: Column, values, stage: Stage, config) -> None:
+    """Store each clip's value of `column`, then apply the early filter of `stage`."""
+    for i, value in zip(todo, values, strict=True):
+        clips[i][column] = value
+        _filter_early(clips[i], stage, config)
+
+
+def _kept(clips: list[dict | None]) -> list[int]:
+    return [i for i, clip in enumerate(clips) if clip is not None and clip[Column.KEPT]]
+
+
 def _open_batch(batch: dict[str, np.ndarray]) -> tuple[list[dict | None], list[bytes]]:
     return [_clip({"clip": text}) for text in batch["clip"]], list(batch["frames"])
 
@@ -292,11 +299,7 @@ def _close_batch(batch: dict[str, np.ndarray], clips: list[dict | None]) -> dict
 
 def _waiting(clips: list[dict | None], frames: list[bytes], stage: Stage) -> list[int]:
     """Positions of the kept clips that carry frames for `stage`."""
-    return [
-        i
-        for i, clip in enumerate(clips)
-        if clip is not None and clip[Column.KEPT] and len(frames[i]) and _has_frames(frames[i], stage)
-    ]
+    return [i for i in _kept(clips) if len(frames[i]) and _has_frames(frames[i], stage)]
 
 
 def _has_frames(data: bytes, stage: Stage) -> bool:
