@@ -1,0 +1,74 @@
+"""Reading a finished run from OUT: that it holds one, its config (with `--set` overrides), rows and summary.
+
+A problem with OUT is one `ReportError` line for the user.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from curation.config import CurationConfig
+from curation.config_io import load_config
+from pipelines.storage import Folder, LocationError
+
+CLIPS_NAME = "clips.parquet"
+SUMMARY_NAME = "summary.json"
+CONFIG_NAME = "config.yaml"
+RUN_FILES = (CLIPS_NAME, SUMMARY_NAME, CONFIG_NAME)
+
+
+class ReportError(ValueError):
+    """An OUT that holds no finished run, or an override `svd report` cannot honour (one line for the user)."""
+
+
+def open_run(output_dir: str | Path) -> Folder:
+    """OUT (a path or a URL, `pipelines/storage.py`), once it is known to hold a finished run."""
+    try:
+        output = Folder(str(output_dir))
+    except LocationError as error:
+        raise ReportError(str(error)) from None
+    if not output.exists(""):
+        raise ReportError(f"{output.url()}: no such folder")
+    missing = [name for name in RUN_FILES if not output.exists(name)]
+    if missing:
+        raise ReportError(
+            f"{output.url()}: no finished svd curate run here ({', '.join(missing)} missing): "
+            "run or finish svd curate first"
+        )
+    return output
+
+
+def read_configs(
+    output: Folder, config: CurationConfig | None, overrides: Sequence[str]
+) -> tuple[CurationConfig, CurationConfig | None]:
+    """The run's config (`config` when the caller holds it, else OUT/config.yaml) and, with `overrides`,
+    OUT/config.yaml with them applied (None without)."""
+    with output.local_file(CONFIG_NAME) as saved:
+        config = config or load_config(CurationConfig, saved)
+        proposed = load_config(CurationConfig, saved, overrides) if overrides else None
+    return config, proposed
+
+
+def read_rows(output: Folder) -> list[dict]:
+    """The rows of clips.parquet, in the run's input order; a damaged file is one line."""
+    try:
+        return pq.read_table(pa.BufferReader(output.read_bytes(CLIPS_NAME))).to_pylist()
+    except (OSError, pa.ArrowException) as error:
+        raise ReportError(f"{output.url(CLIPS_NAME)}: cannot be read as the run's clip table: {error}") from None
+
+
+def read_summary(output: Folder) -> dict:
+    """summary.json, checked to hold the counts per stage."""
+    where = output.url(SUMMARY_NAME)
+    try:
+        summary = json.loads(output.read_text(SUMMARY_NAME))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ReportError(f"{where}: cannot be read: {error}") from None
+    if not isinstance(summary, dict) or not isinstance(summary.get("counts"), dict):
+        raise ReportError(f"{where}: not a summary.json of svd curate (no counts)")
+    return summary

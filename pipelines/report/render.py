@@ -1,0 +1,400 @@
+"""The report page: its sections as HTML, the score histograms as inline SVG, the contact sheets' cards.
+
+It shows what `what_if` found (the run's filter, the overrides', other thresholds) and the clips' `thumbnails`;
+every text that comes from a run (keys, captions, file names, errors) is escaped.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from collections.abc import Callable, Sequence
+
+from curation.config import CurationConfig, ReportConfig
+from curation.filtering import Rule
+from curation.record import DECODE_FAILED, SCORES, Column
+from pipelines.report.thumbnails import Thumbnails
+from pipelines.report.what_if import (
+    Alternative,
+    Alternatives,
+    Comparison,
+    Outcome,
+    alternatives,
+    cut_short,
+    evaluate,
+    finite,
+    reason_names,
+)
+
+# The names the page gives the scores.
+SCORE_LABELS = {
+    Column.MOTION_SCORE: "motion",
+    Column.TEXT_AREA_RATIO: "text area",
+    Column.AESTHETIC_SCORE: "aesthetic",
+    Column.CLIP_SCORE: "CLIP score",
+}
+
+# Page layout: sizes of the inline SVG histograms (px).
+PLOT_WIDTH, PLOT_HEIGHT, PLOT_MARGIN = 360, 120, 28
+KEPT_COLOUR, REJECTED_COLOUR, PROPOSED_COLOUR = "#3f8f3f", "#c0503c", "#2563eb"
+
+# Counts of summary.json in the order the stages produce them; any other count follows, by name.
+COUNT_ORDER = (
+    "inputs",
+    "failed_inputs",
+    "frames",
+    "scenes",
+    "boundaries",
+    "scenes_too_short",
+    "scenes_without_keyframe",
+    "clips",
+)
+COUNT_END = ("rejected", "kept", "shards")
+
+
+def render(
+    rows: Sequence[dict],
+    summary: dict,
+    config: CurationConfig,
+    read_clip: Callable[[str], bytes],
+    comparison: Comparison | None,
+    settings: ReportConfig,
+    title: str,
+) -> str:
+    """The page of a run (`rows` as in clips.parquet, `summary` as in summary.json, `config` the run's), with
+    `comparison` when overrides change the filter; `settings` are the report's (the overrides' if any)."""
+    before = comparison.before if comparison else evaluate(rows, config)
+    shown = comparison.proposed if comparison else config
+    early = cut_short(rows, config)
+    parts = [
+        f"<h1>Curation report{': ' + _text(title) if title else ''}</h1>",
+        _intro(rows, before, comparison, early),
+        _counts_section(summary),
+        _histograms_section(rows, before, comparison, settings.histogram_bins),
+        _what_if_section(rows, shown, comparison, early, settings.what_if_fractions),
+        "<h2>Contact sheets</h2>",
+    ]
+    # (anchor, heading, clip keys, the outcome whose reasons the cards show)
+    sheets = [("sheet-kept", "Kept", sorted(before.kept), before)]
+    for name in reason_names(before):
+        keys = sorted(key for key, reasons in before.reasons.items() if any(r["filter"] == name for r in reasons))
+        sheets.append((f"sheet-rejected-{name}", f"Rejected by {name}", keys, before))
+    if comparison is not None:
+        after = comparison.after
+        sheets += [
+            ("sheet-newly-kept", "Kept only with the overrides", comparison.newly_kept, after),
+            ("sheet-newly-rejected", "Rejected only with the overrides", comparison.newly_rejected, after),
+            (
+                "sheet-unknown",
+                "Might be kept with the overrides: rejected early, later scores never computed",
+                sorted(after.unknown),
+                before,
+            ),
+        ]
+    by_key = {row[Column.KEY]: row for row in rows}
+    thumbnails = Thumbnails(read_clip, settings.thumbnail_width)
+    for anchor, heading, keys, outcome in sheets:
+        clips = [by_key[key] for key in keys]
+        parts.append(_sheet(anchor, heading, clips, outcome, thumbnails, settings.thumbnails_per_sheet))
+    return _page(title, "\n".join(parts))
+
+
+# --- page sections -------------------------------------------------------------------------------------------
+
+
+def _intro(rows: Sequence[dict], before: Outcome, comparison: Comparison | None, early: dict[str, str]) -> str:
+    lines = [f"<p>{len(rows)} clips, {len(before.kept)} kept, {len(rows) - len(before.kept)} rejected.</p>"]
+    if comparison is not None:
+        lines.append(
+            f"<p class='overrides'>Also shown: the filter with {_text(_overrides_text(comparison.overrides))} "
+            "(OUT/config.yaml is unchanged).</p>"
+        )
+    if early:
+        names = ", ".join(sorted(set(early.values())))
+        lines.append(
+            f"<p class='caveat'>{len(early)} clips were rejected early ({_text(names)}) and never got their later "
+            "scores or captions. Where other thresholds would let one through, it is counted as "
+            "<em>plus up to</em>, never as kept: only running svd curate with those thresholds says whether its "
+            "later scores pass.</p>"
+        )
+    return "\n".join(lines)
+
+
+def _counts_section(summary: dict) -> str:
+    counts = summary.get("counts", {})
+    rejected_by = sorted(name for name in counts if name.startswith("rejected_by_"))
+    names = [name for name in COUNT_ORDER if name in counts] + rejected_by
+    names += sorted(set(counts) - set(names) - set(COUNT_END)) + [name for name in COUNT_END if name in counts]
+    rows = "".join(f"<tr><td>{_text(name)}</td><td class='n'>{_text(counts[name])}</td></tr>" for name in names)
+    return (
+        "<section id='counts'><h2>Counts per stage</h2>"
+        f"<table><tr><th>stage</th><th>count</th></tr>{rows}</table>"
+        "<p class='note'>A clip rejected by two filters counts under both.</p></section>"
+    )
+
+
+def _histograms_section(rows: Sequence[dict], before: Outcome, comparison: Comparison | None, bins: int) -> str:
+    plots = []
+    for score in SCORES:
+        scored = [(row[score], row[Column.KEY] in before.kept) for row in rows if finite(row.get(score))]
+        if not scored:
+            continue
+        lines = [(rule, False) for rule in before.rules if rule.score == score and rule.threshold is not None]
+        if comparison is not None:  # the overrides' thresholds that differ from the run's
+            run = {(rule.name, rule.threshold) for rule, _ in lines}
+            lines += [
+                (rule, True)
+                for rule in comparison.after.rules
+                if rule.score == score and rule.threshold is not None and (rule.name, rule.threshold) not in run
+            ]
+        plots.append(_histogram(score, _label(score), scored, lines, bins))
+    if not plots:
+        return "<section id='histograms'><h2>Scores</h2><p>No score was computed in this run.</p></section>"
+    legend = (
+        f"<p class='note'><span style='color:{KEPT_COLOUR}'>&#9632; kept</span> "
+        f"<span style='color:{REJECTED_COLOUR}'>&#9632; rejected</span> (by the run); "
+        f"threshold lines: the run's solid, with the overrides <span style='color:{PROPOSED_COLOUR}'>dashed</span>.</p>"
+    )
+    return f"<section id='histograms'><h2>Scores</h2>{legend}<div class='plots'>{''.join(plots)}</div></section>"
+
+
+def _histogram(
+    score: str, label: str, scored: list[tuple[float, bool]], lines: list[tuple[Rule, bool]], bins: int
+) -> str:
+    values = [value for value, _ in scored]
+    low = min(values + [rule.threshold for rule, _ in lines])
+    high = max(values + [rule.threshold for rule, _ in lines])
+    if high <= low:
+        high = low + 1.0
+    step = (high - low) / bins
+    kept, rejected = [0] * bins, [0] * bins
+    for value, is_kept in scored:
+        index = min(bins - 1, int((value - low) / step))
+        (kept if is_kept else rejected)[index] += 1
+    tallest = max(k + r for k, r in zip(kept, rejected, strict=True))
+    inner_w, inner_h = PLOT_WIDTH - 2 * PLOT_MARGIN, PLOT_HEIGHT - 2 * PLOT_MARGIN
+    bar_w = inner_w / bins
+
+    def x(value: float) -> float:
+        return PLOT_MARGIN + (value - low) / (high - low) * inner_w
+
+    shapes = []
+    for index in range(bins):
+        bottom = PLOT_MARGIN + inner_h
+        for count, colour in ((kept[index], KEPT_COLOUR), (rejected[index], REJECTED_COLOUR)):
+            if count:
+                height = count / tallest * inner_h
+                bottom -= height
+                shapes.append(
+                    f"<rect x='{PLOT_MARGIN + index * bar_w:.1f}' y='{bottom:.1f}' width='{max(bar_w - 1, 0.5):.1f}' "
+                    f"height='{height:.1f}' fill='{colour}'/>"
+                )
+    captions = []
+    for rule, proposed in lines:
+        dash = " stroke-dasharray='4 3'" if proposed else ""
+        colour = PROPOSED_COLOUR if proposed else "#222"
+        shapes.append(
+            f"<line x1='{x(rule.threshold):.1f}' x2='{x(rule.threshold):.1f}' y1='{PLOT_MARGIN - 6}' "
+            f"y2='{PLOT_MARGIN + inner_h}' stroke='{colour}' stroke-width='1.5'{dash}>"
+            f"<title>{_text(rule.name)} = {_number(rule.threshold)}</title></line>"
+        )
+        captions.append(
+            f"<li{' class=proposed' if proposed else ''}>{_rule_text(rule)}{' (overrides)' if proposed else ''}</li>"
+        )
+    axis_y = PLOT_MARGIN + inner_h + 14
+    shapes += [
+        f"<line x1='{PLOT_MARGIN}' x2='{PLOT_MARGIN + inner_w}' y1='{PLOT_MARGIN + inner_h}' "
+        f"y2='{PLOT_MARGIN + inner_h}' stroke='#888'/>",
+        f"<text x='{PLOT_MARGIN}' y='{axis_y}' font-size='10'>{_number(low)}</text>",
+        f"<text x='{PLOT_MARGIN + inner_w}' y='{axis_y}' font-size='10' text-anchor='end'>{_number(high)}</text>",
+        f"<text x='2' y='{PLOT_MARGIN}' font-size='10'>{tallest}</text>",
+    ]
+    kept_total = sum(kept)
+    svg = (
+        f"<svg width='{PLOT_WIDTH}' height='{PLOT_HEIGHT}' "
+        f"role='img' aria-label='histogram of {_text(score)}'>{''.join(shapes)}</svg>"
+    )
+    rules = f"<ul>{''.join(captions)}</ul>" if captions else "<p class='note'>no threshold on this score</p>"
+    return (
+        f"<div class='histogram' id='hist-{score}'><h3>{_text(label)} <code>{score}</code></h3>{svg}"
+        f"<p class='note'>{len(values)} clips with this score: {kept_total} kept, {len(values) - kept_total} "
+        f"rejected</p>{rules}</div>"
+    )
+
+
+def _what_if_section(
+    rows: Sequence[dict],
+    shown: CurationConfig,
+    comparison: Comparison | None,
+    early: dict[str, str],
+    fractions: Sequence[float],
+) -> str:
+    parts = ["<section id='what-if'><h2>What other thresholds would keep</h2>"]
+    skipped = frozenset(early)
+    if comparison is not None:
+        after = comparison.after
+        unknown = f", plus up to {len(after.unknown)} whose later scores were never computed" if after.unknown else ""
+        parts.append(
+            f"<p class='overrides'>With {_text(_overrides_text(comparison.overrides))}: <b>{len(after.kept)} kept</b> "
+            f"(the run kept {len(comparison.before.kept)}: {len(comparison.newly_kept)} more, "
+            f"{len(comparison.newly_rejected)} fewer){unknown}. See the contact sheets below.</p>"
+        )
+    rules = list(evaluate(rows, shown, skipped).rules)
+    if not rules:
+        parts.append("<p>The filter has no rule.</p></section>")
+        return "\n".join(parts)
+    which = "the run's config with the overrides" if comparison is not None else "the run's config"
+    parts.append(
+        f"<p class='note'>Each table changes one filter and keeps the others as in {which}. Absolute thresholds "
+        "are tried at the values that would drop each share of the scored clips by that score alone. "
+        "<em>Plus up to</em>: clips rejected early that would pass every rule they have a score for; relative "
+        "thresholds of later scores are taken over the clips that have them.</p><div class='tables'>"
+    )
+    unscored = []
+    for rule in rules:
+        table = alternatives(rows, shown, rule, skipped, fractions)
+        if table is not None:
+            parts.append(_alternatives_table(table))
+        else:
+            unscored.append(rule.name)
+    parts.append("</div>")
+    if unscored:
+        parts.append(f"<p class='note'>No table for {_text(', '.join(unscored))}: the run computed no such score.</p>")
+    parts.append("</section>")
+    return "\n".join(parts)
+
+
+def _alternatives_table(table: Alternatives) -> str:
+    rule = table.rule
+    body = []
+    for tried in table.tries:
+        unknown = f"+ up to {tried.unknown}" if tried.unknown else ""
+        mark = " class='configured'" if tried.configured else ""
+        body.append(
+            f"<tr{mark}><td>{_text(_setting_text(tried, rule, table.scored))}{' (as configured)' if mark else ''}</td>"
+            f"<td class='n'>{_number(tried.threshold)}</td><td class='n'>{tried.kept}</td><td class='n'>{unknown}</td></tr>"
+        )
+    direction = "keeps at least" if rule.keep == "min" else "keeps at most"
+    return (
+        f"<table class='what-if' id='what-if-{rule.name}'><caption><code>filter.{rule.name}</code> "
+        f"({_text(_label(rule.score))}, {direction})</caption>"
+        "<tr><th>setting</th><th>threshold</th><th>kept</th><th>plus up to</th></tr>"
+        f"{''.join(body)}</table>"
+    )
+
+
+def _setting_text(tried: Alternative, rule: Rule, scored: int) -> str:
+    if tried.setting is None:
+        return "off"
+    if not tried.share:  # as configured
+        return _percent(tried.setting) if rule.relative else _number(tried.setting)
+    if rule.relative:
+        return f"drop {_percent(tried.setting)}"
+    return f"{_number(tried.setting)} (alone drops {tried.dropped} of {scored})"
+
+
+# --- contact sheets ------------------------------------------------------------------------------------------
+
+
+def _sheet(anchor: str, heading: str, rows: list[dict], outcome: Outcome, thumbnails: Thumbnails, limit: int) -> str:
+    shown = rows[:limit]
+    more = f" ({len(rows) - limit} more not shown)" if len(rows) > limit else ""
+    items = "".join(_card(row, outcome, thumbnails) for row in shown)
+    empty = "" if rows else "<p class='note'>none</p>"
+    return (
+        f"<section class='sheet' id='{_text(anchor)}'><h3>{_text(heading)}: {len(rows)}{more}</h3>{empty}"
+        f"<div class='cards'>{items}</div></section>"
+    )
+
+
+def _card(row: dict, outcome: Outcome, thumbnails: Thumbnails) -> str:
+    key = row[Column.KEY]
+    scores = " &middot; ".join(f"{_text(_label(score))} {_number(row.get(score))}" for score in SCORES)
+    reasons = "".join(f"<div class='why'>{_reason_text(reason)}</div>" for reason in outcome.reasons.get(key, []))
+    caption = row.get(Column.CAPTION)
+    caption_html = f"<q>{_text(caption)}</q>" if caption else "<span class='note'>no caption</span>"
+    return (
+        f"<figure class='card' data-key='{_text(key)}'>{_image(row, thumbnails)}<figcaption>"
+        f"<b>{_text(key)}</b><br><span class='scores'>{scores}</span>{reasons}{caption_html}"
+        "</figcaption></figure>"
+    )
+
+
+def _image(row: dict, thumbnails: Thumbnails) -> str:
+    made = thumbnails.of(row)
+    if made.jpeg is None:
+        return f"<div class='placeholder' style='width:{thumbnails.width}px'>{_text(made.problem)}</div>"
+    encoded = base64.b64encode(made.jpeg).decode("ascii")
+    return f"<img src='data:image/jpeg;base64,{encoded}' alt='{_text(row[Column.KEY])}'>"
+
+
+def _page(title: str, body: str) -> str:
+    heading = f"svd curate report: {title}" if title else "svd curate report"
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{_text(heading)}</title>
+<style>
+body {{ font: 14px/1.4 system-ui, sans-serif; margin: 1.5em; color: #222; }}
+table {{ border-collapse: collapse; margin: 0 1.5em 1em 0; }}
+td, th {{ border-bottom: 1px solid #ddd; padding: 2px 8px; text-align: left; }}
+td.n {{ text-align: right; font-variant-numeric: tabular-nums; }}
+tr.configured {{ font-weight: bold; }}
+caption {{ text-align: left; font-weight: bold; }}
+.plots, .tables, .cards {{ display: flex; flex-wrap: wrap; gap: 12px; align-items: flex-start; }}
+.histogram {{ border: 1px solid #eee; padding: 6px; }}
+.histogram h3 {{ margin: 0; font-size: 14px; }}
+.histogram ul {{ margin: 0; padding-left: 1.2em; font-size: 12px; }}
+li.proposed {{ color: {PROPOSED_COLOUR}; }}
+.note {{ color: #666; font-size: 12px; }}
+.caveat {{ background: #fff6d5; padding: 6px; }}
+.overrides {{ background: #e8f0ff; padding: 6px; }}
+.card {{ margin: 0; width: min-content; font-size: 11px; }}
+.card img, .placeholder {{ display: block; }}
+.placeholder {{ height: 90px; background: #ddd; color: #555; display: flex; align-items: center;
+  justify-content: center; text-align: center; }}
+.card figcaption {{ min-width: 140px; word-break: break-all; }}
+.card q {{ word-break: normal; }}
+.why {{ color: {REJECTED_COLOUR}; }}
+</style></head>
+<body>
+{body}
+</body></html>
+"""
+
+
+# --- text ----------------------------------------------------------------------------------------------------
+
+
+def _text(value) -> str:
+    """Anything shown on the page, escaped: captions and keys come from models and file names."""
+    return html.escape(str(value), quote=True)
+
+
+def _label(score: Column) -> str:
+    return SCORE_LABELS.get(score, score)
+
+
+def _number(value) -> str:
+    return f"{value:.4g}" if isinstance(value, int | float) and not isinstance(value, bool) else "&ndash;"
+
+
+def _percent(fraction: float) -> str:
+    return f"{fraction * 100:g}%"
+
+
+def _overrides_text(overrides: Sequence[str]) -> str:
+    return " ".join(f"--set {override}" for override in overrides)
+
+
+def _rule_text(rule: Rule) -> str:
+    sign = "&ge;" if rule.keep == "min" else "&le;"
+    if rule.relative:
+        kind = f"relative: drops {_percent(rule.fraction)} of {rule.pool} clips"
+    else:
+        kind = "absolute"
+    return f"<code>{_text(rule.name)}</code> = {_number(rule.threshold)} (keeps {sign}; {kind})"
+
+
+def _reason_text(reason: dict) -> str:
+    if reason.get("filter") == DECODE_FAILED:
+        return f"{DECODE_FAILED}: {_text(reason.get('error') or 'the clip file could not be read back')}"
+    return f"{_text(reason['filter'])}: {_number(reason.get('value'))} vs {_number(reason.get('threshold'))}"

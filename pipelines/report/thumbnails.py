@@ -1,0 +1,78 @@
+"""Thumbnails of clips: the middle frame of a clip file, as displayed, as a JPEG; or why a clip has none."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import av
+from PIL import Image
+
+from curation.record import Column
+from curation.video_io import displayed
+
+JPEG_QUALITY = 80
+
+
+def thumbnail(data: bytes, num_frames: int | None, width: int) -> bytes:
+    """A JPEG of the clip's middle frame, as displayed (rotation applied), at most `width` px wide."""
+    middle = (max(num_frames or 1, 1) - 1) // 2
+    frame = None
+    with av.open(io.BytesIO(data), mode="r") as container:
+        if not container.streams.video:
+            raise ValueError("no video stream")
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        for index, decoded in enumerate(container.decode(stream)):
+            frame = decoded  # a clip shorter than its record says shows its last frame
+            if index >= middle:
+                break
+        if frame is None:
+            raise ValueError("no frame could be decoded")
+        sideways = round(frame.rotation / 90) % 2
+        scale = min(1.0, width / (frame.height if sideways else frame.width))
+        size = {"width": max(1, round(frame.width * scale)), "height": max(1, round(frame.height * scale))}
+        image = displayed(frame.to_ndarray(**size, format="rgb24", interpolation="AREA"), frame.rotation)
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="JPEG", quality=JPEG_QUALITY)
+    return buffer.getvalue()
+
+
+@dataclass(frozen=True)
+class Thumbnail:
+    """A clip's thumbnail (`jpeg`), or `problem`: why it has none."""
+
+    jpeg: bytes | None = None
+    problem: str = ""
+
+
+class Thumbnails:
+    """Thumbnails of a run's clips, from `read_clip(path)`; each is made once however often it is asked for."""
+
+    def __init__(self, read_clip: Callable[[str], bytes], width: int):
+        self.read_clip = read_clip
+        self.width = width
+        self.made: dict[str, Thumbnail] = {}
+
+    def of(self, row: dict) -> Thumbnail:
+        key = row[Column.KEY]
+        if key not in self.made:
+            self.made[key] = self._make(row)
+        return self.made[key]
+
+    def _make(self, row: dict) -> Thumbnail:
+        if not row.get(Column.PATH):
+            return Thumbnail(problem="no clip file")
+        try:
+            data = self.read_clip(row[Column.PATH])
+        except FileNotFoundError:
+            return Thumbnail(problem="clip file missing")
+        except OSError as error:
+            return Thumbnail(problem=f"clip file unreadable: {error}")
+        try:
+            return Thumbnail(thumbnail(data, row.get(Column.NUM_FRAMES), self.width))
+        except av.error.FFmpegError as error:
+            return Thumbnail(problem=f"clip cannot be decoded: {error.strerror or error}")
+        except ValueError as error:
+            return Thumbnail(problem=f"clip cannot be decoded: {error}")
