@@ -315,9 +315,10 @@ def child(args: argparse.Namespace) -> None:
     import pyarrow.parquet as pq
 
     from curation.record import Column
+    from pipelines.layout import CLIPS_TABLE
 
     columns = [Column.KEY, Column.KEPT, Column.MOTION_SCORE, Column.TEXT_AREA_RATIO]
-    table = pq.read_table(output_dir / "clips.parquet", columns=[column.value for column in columns])
+    table = pq.read_table(output_dir / CLIPS_TABLE, columns=[column.value for column in columns])
     clips = sorted(zip(*(table.column(name).to_pylist() for name in table.column_names), strict=True))
     report = {
         "wall_s": wall,

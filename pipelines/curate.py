@@ -36,18 +36,26 @@ from curation.progress import track
 from curation.record import Column, Stage, shard_record
 from curation.scores import ocr, openclip
 from curation.stages import cpus_needed, enabled_stages, reads_frames
-from pipelines.journal import WORK_FOLDER, InputResult, RunJournal
+from pipelines.journal import InputResult, RunJournal
+from pipelines.layout import (
+    CLIPS_FOLDER,
+    CLIPS_TABLE,
+    CONFIG_FILE,
+    ERRORS_FILE,
+    OUTPUT_FILES,
+    REPORT_FILE,
+    SHARDS_FOLDER,
+    SUMMARY_FILE,
+    WORK_FOLDER,
+)
 from pipelines.ray_runtime import ray_session
-from pipelines.report import REPORT_NAME, build_report
+from pipelines.report import build_report
 from pipelines.shards import ShardWriter, clear_shards
 from pipelines.storage import Folder, LocationError, filesystem, find_files, normalise
-from pipelines.workers import CLIPS_FOLDER, RESULT_FIELDS, WORKERS
+from pipelines.workers import RESULT_FIELDS, WORKERS
 
 log = logging.getLogger(__name__)
 
-CONFIG_FILE = "config.yaml"
-SHARDS_FOLDER = "shards"
-OUTPUT_FILES = ("clips.parquet", "errors.jsonl", "summary.json", REPORT_NAME, CONFIG_FILE)
 VIDEO_SUFFIXES = {
     ".mp4",
     ".m4v",
@@ -278,13 +286,13 @@ def write_outputs(
     for row in rows:
         for reason in row[Column.REJECT_REASONS]:
             counts[f"rejected_by_{reason['filter']}"] = counts.get(f"rejected_by_{reason['filter']}", 0) + 1
-    output.write_bytes("clips.parquet", _parquet_bytes(rows))
-    output.write_text("errors.jsonl", "".join(json.dumps(error, ensure_ascii=False) + "\n" for error in errors))
+    output.write_bytes(CLIPS_TABLE, _parquet_bytes(rows))
+    output.write_text(ERRORS_FILE, "".join(json.dumps(error, ensure_ascii=False) + "\n" for error in errors))
     summary = {"counts": counts, "thresholds": thresholds_summary(rules)}
-    output.write_text("summary.json", json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+    output.write_text(SUMMARY_FILE, json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
     with _timed(seconds, "report"):
         title = PurePosixPath(output.url()).name
-        output.write_text(REPORT_NAME, build_report(rows, summary, config, output.read_bytes, title=title))
+        output.write_text(REPORT_FILE, build_report(rows, summary, config, output.read_bytes, title=title))
     return CurationResult(clips=len(kept), failed_inputs=len(errors), counts=counts)
 
 

@@ -12,9 +12,8 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 
+from pipelines.layout import WORK_FOLDER
 from pipelines.storage import Folder, without_credentials
-
-WORK_FOLDER = ".work"
 
 
 @dataclass

@@ -192,4 +192,3 @@ def find_files(location: str, suffixes: set[str]) -> list[str] | None:
             relative = PurePosixPath(path).relative_to(PurePosixPath(root.rstrip("/") or "/"))
             found.append(f"{prefix}/{relative.as_posix()}")
     return found
-

@@ -41,11 +41,11 @@ from curation.scores.motion import motion_bucket_id, motion_score
 from curation.split.runner import split_video
 from curation.stages import frame_plan
 from curation.video_io import VideoError, decode_frames
+from pipelines.layout import CLIPS_FOLDER
 from pipelines.storage import Folder, local_source, without_credentials
 
 log = logging.getLogger(__name__)
 
-CLIPS_FOLDER = "clips"  # in OUT: the clip files, named KEY.mp4
 # The fields of a row that come back to the driver (frames and embeddings stop at their stages).
 RESULT_FIELDS = ("source", "clips_in_source", "clip", "error", "counts", "node")
 

@@ -7,7 +7,8 @@ called). Start and end tokens are cut before the tokens are turned into text.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import open_clip
@@ -22,32 +23,26 @@ from curation.devices import OPEN_CLIP_PRECISION, ModelLoadError, resolve_device
 STAGE = "caption.coca"
 
 
+@dataclass
 class CocaCaptioner:
     """Captions single RGB frames with an open_clip CoCa model; load once per worker with `load`."""
 
-    def __init__(
-        self,
-        model: open_clip.CoCa,
-        preprocess,
-        tokenizer,
-        generation: GenerationConfig,
-        batch_size: int,
-        device: torch.device,
-        dtype: torch.dtype,
-    ):
+    model: open_clip.CoCa
+    preprocess: Callable
+    tokenizer: Callable
+    generation: GenerationConfig
+    batch_size: int
+    device: torch.device
+    dtype: torch.dtype
+
+    def __post_init__(self):
         # The text tower has `context_length` positions: the start token plus the generated ones.
-        if generation.max_new_tokens + 1 > model.context_length:
+        if self.generation.max_new_tokens + 1 > self.model.context_length:
             raise ValueError(
-                f"{STAGE}.generation.max_new_tokens={generation.max_new_tokens} does not fit CoCa's context of "
-                f"{model.context_length} tokens (start token included)"
+                f"{STAGE}.generation.max_new_tokens={self.generation.max_new_tokens} does not fit CoCa's context "
+                f"of {self.model.context_length} tokens (start token included)"
             )
-        self.model = model.eval()
-        self.preprocess = preprocess
-        self.tokenizer = tokenizer
-        self.generation = generation
-        self.batch_size = batch_size
-        self.device = device
-        self.dtype = dtype
+        self.model.eval()
 
     @classmethod
     def load(cls, config: CocaConfig) -> CocaCaptioner:

@@ -10,7 +10,8 @@ checkpoints load as they are.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -68,28 +69,21 @@ class VideoBlipForConditionalGeneration(Blip2ForConditionalGeneration):
         )
 
 
+@dataclass
 class VBlipCaptioner:
     """Captions clips, each given as `num_frames` RGB frames; load once per worker with `load`."""
 
-    def __init__(
-        self,
-        model: VideoBlipForConditionalGeneration,
-        image_processor,
-        tokenizer,
-        num_frames: int,
-        prompt: str,
-        generation: GenerationConfig,
-        batch_size: int,
-        device: torch.device,
-    ):
-        self.model = model.eval()
-        self.image_processor = image_processor
-        self.tokenizer = tokenizer
-        self.num_frames = num_frames
-        self.prompt = prompt
-        self.generation = generation
-        self.batch_size = batch_size
-        self.device = device
+    model: VideoBlipForConditionalGeneration
+    image_processor: Callable
+    tokenizer: Callable
+    num_frames: int
+    prompt: str
+    generation: GenerationConfig
+    batch_size: int
+    device: torch.device
+
+    def __post_init__(self):
+        self.model.eval()
 
     @classmethod
     def load(cls, config: VBlipConfig) -> VBlipCaptioner:

@@ -18,13 +18,13 @@ from pathlib import Path, PurePosixPath
 
 from curation.config import CurationConfig
 from curation.config_io import ConfigError, parse_override
+from pipelines.layout import REPORT_FILE
 from pipelines.report.read import ReportError, open_run, read_configs, read_rows, read_summary
 from pipelines.report.render import render
 from pipelines.report.what_if import compare, evaluate
 
-__all__ = ["REPORT_NAME", "ReportError", "ReportSummary", "build_report", "write_report"]
+__all__ = ["ReportError", "ReportSummary", "build_report", "write_report"]
 
-REPORT_NAME = "report.html"
 # `svd report` re-applies the filter to stored scores; any other section would need the clips scored again.
 REPORT_SECTIONS = ("filter", "report")
 
@@ -68,11 +68,11 @@ def write_report(
     comparison = compare(rows, config, proposed, overrides)
     settings = (proposed or config).report
     title = PurePosixPath(output.url()).name
-    output.write_text(REPORT_NAME, render(rows, summary, config, output.read_bytes, comparison, settings, title))
+    output.write_text(REPORT_FILE, render(rows, summary, config, output.read_bytes, comparison, settings, title))
     before = comparison.before if comparison else evaluate(rows, config)
     after = comparison.after if comparison else None
     return ReportSummary(
-        output.url(REPORT_NAME),
+        output.url(REPORT_FILE),
         clips=len(rows),
         kept=len(before.kept),
         overrides=comparison.overrides if comparison else (),

@@ -14,12 +14,10 @@ import pyarrow.parquet as pq
 
 from curation.config import CurationConfig
 from curation.config_io import load_config
+from pipelines.layout import CLIPS_TABLE, CONFIG_FILE, SUMMARY_FILE
 from pipelines.storage import Folder, LocationError
 
-CLIPS_NAME = "clips.parquet"
-SUMMARY_NAME = "summary.json"
-CONFIG_NAME = "config.yaml"
-RUN_FILES = (CLIPS_NAME, SUMMARY_NAME, CONFIG_NAME)
+RUN_FILES = (CLIPS_TABLE, SUMMARY_FILE, CONFIG_FILE)
 
 
 class ReportError(ValueError):
@@ -48,7 +46,7 @@ def read_configs(
 ) -> tuple[CurationConfig, CurationConfig | None]:
     """The run's config (`config` when the caller holds it, else OUT/config.yaml) and, with `overrides`,
     OUT/config.yaml with them applied (None without)."""
-    with output.local_file(CONFIG_NAME) as saved:
+    with output.local_file(CONFIG_FILE) as saved:
         config = config or load_config(CurationConfig, saved)
         proposed = load_config(CurationConfig, saved, overrides) if overrides else None
     return config, proposed
@@ -57,16 +55,16 @@ def read_configs(
 def read_rows(output: Folder) -> list[dict]:
     """The rows of clips.parquet, in the run's input order; a damaged file is one line."""
     try:
-        return pq.read_table(pa.BufferReader(output.read_bytes(CLIPS_NAME))).to_pylist()
+        return pq.read_table(pa.BufferReader(output.read_bytes(CLIPS_TABLE))).to_pylist()
     except (OSError, pa.ArrowException) as error:
-        raise ReportError(f"{output.url(CLIPS_NAME)}: cannot be read as the run's clip table: {error}") from None
+        raise ReportError(f"{output.url(CLIPS_TABLE)}: cannot be read as the run's clip table: {error}") from None
 
 
 def read_summary(output: Folder) -> dict:
     """summary.json, checked to hold the counts per stage."""
-    where = output.url(SUMMARY_NAME)
+    where = output.url(SUMMARY_FILE)
     try:
-        summary = json.loads(output.read_text(SUMMARY_NAME))
+        summary = json.loads(output.read_text(SUMMARY_FILE))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ReportError(f"{where}: cannot be read: {error}") from None
     if not isinstance(summary, dict) or not isinstance(summary.get("counts"), dict):

@@ -1,0 +1,11 @@
+"""The names of what `svd curate` writes in OUT (the README's output contract), declared once."""
+
+SHARDS_FOLDER = "shards"  # shard-NNNNNN.tar: the kept clips
+CLIPS_FOLDER = "clips"  # KEY.mp4: every clip file
+WORK_FOLDER = ".work"  # the run's progress, for resuming
+CLIPS_TABLE = "clips.parquet"  # one row per clip, kept or rejected
+ERRORS_FILE = "errors.jsonl"  # one line per input that failed
+SUMMARY_FILE = "summary.json"  # counts per stage, thresholds used
+REPORT_FILE = "report.html"
+CONFIG_FILE = "config.yaml"  # the run's resolved config
+OUTPUT_FILES = (CLIPS_TABLE, ERRORS_FILE, SUMMARY_FILE, REPORT_FILE, CONFIG_FILE)
