@@ -11,8 +11,8 @@ the LLM merges two captions of realistic length. Tokenizers are word-level stand
 sizes (no hub): prompt lengths are close to the real ones, but not identical.
 
 Timed: the captioner call on a batch (preprocessing, encoding, decoding, text cleaning), best of `--repeats`
-after one warm-up batch. Needs a GPU for meaningful figures; `--tiny` runs tiny models on the CPU to check
-that the script works.
+after one warm-up batch. Needs a GPU for meaningful figures; `--tiny` runs tiny models on the CPU (captions of
+`TINY_NEW_TOKENS` tokens) to check that the script works.
 
     python benchmarks/caption_speed.py                        # full size on the GPU
     python benchmarks/caption_speed.py --tiny --batch-sizes 1 8   # smoke test on the CPU
@@ -25,7 +25,7 @@ import json
 import platform
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -144,14 +144,19 @@ def stand_in_tokenizer(vocab_size: int, specials: list[str], **roles: str) -> Pr
     return PreTrainedTokenizerFast(tokenizer_object=backend, unk_token=names[-1], **roles)
 
 
-def fixed_length(generation: GenerationConfig) -> GenerationConfig:
-    return generation.model_copy(update={"min_new_tokens": generation.max_new_tokens})
+TINY_NEW_TOKENS = 6  # --tiny: the same decoding, fewer steps (tiny models only check the code)
+
+
+def fixed_length(generation: GenerationConfig, tiny: bool = False) -> GenerationConfig:
+    """Every caption forced to its full length (`TINY_NEW_TOKENS` with `tiny`)."""
+    length = min(generation.max_new_tokens, TINY_NEW_TOKENS) if tiny else generation.max_new_tokens
+    return generation.model_copy(update={"min_new_tokens": length, "max_new_tokens": length})
 
 
 def build_coca(tiny: bool, device: str) -> CocaCaptioner:
     config = CaptionConfig().coca
     config = config.model_copy(
-        update={"pretrained": None, "device": device, "generation": fixed_length(config.generation)}
+        update={"pretrained": None, "device": device, "generation": fixed_length(config.generation, tiny)}
     )
     if tiny:
         folder = Path(tempfile.mkdtemp(prefix="coca-tiny-"))
@@ -174,7 +179,7 @@ def build_vblip(tiny: bool, device_name: str) -> VBlipCaptioner:
     tokenizer = stand_in_tokenizer(blip2.text_config.vocab_size, ["<s>", "<pad>", "</s>"], pad_token="<pad>")
     size = blip2.vision_config.image_size
     processor = BlipImageProcessor(size={"height": size, "width": size})
-    generation = fixed_length(config.generation)
+    generation = fixed_length(config.generation, tiny)
     return VBlipCaptioner(model, processor, tokenizer, config.num_frames, "", generation, 1024, device)
 
 
@@ -192,7 +197,7 @@ def build_llm(tiny: bool, device_name: str) -> LocalLlm:
     qwen = Qwen2Config(**(LLM_TINY if tiny else LLM_FULL), eos_token_id=2, pad_token_id=0)
     with torch.device(device):
         model = Qwen2ForCausalLM(qwen).to(dtype)
-    config = config.model_copy(update={"generation": fixed_length(config.generation), "batch_size": 1024})
+    config = config.model_copy(update={"generation": fixed_length(config.generation, tiny), "batch_size": 1024})
     return LocalLlm(config, model, tokenizer, device)
 
 
@@ -218,6 +223,32 @@ def best_time(run: Callable[[], object], repeats: int) -> float:
     return min(times)
 
 
+BUILDERS = {"coca": build_coca, "vblip": build_vblip, "llm": build_llm}
+
+
+def measure(name: str, *, tiny: bool, device_name: str, batch_sizes: list[int], repeats: int) -> Iterator[dict]:
+    """Build one captioner, then one row per batch size as each is measured; the model is freed at the end."""
+    device = resolve_device(device_name)
+    captioner = BUILDERS[name](tiny, device_name)
+    try:
+        for batch in batch_sizes:
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(device)
+            seconds = best_time(workload(name, captioner, batch), repeats)
+            peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
+            yield {
+                "captioner": name,
+                "batch": batch,
+                "seconds": seconds,
+                "clips_per_s": batch / seconds,
+                "peak_gib": peak,
+            }
+    finally:
+        captioner = None  # free the model before building the next one
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tiny", action="store_true", help="tiny models (to check the script on a CPU)")
@@ -229,21 +260,13 @@ def main() -> None:
     args = parser.parse_args()
 
     device = resolve_device(args.device)
-    builders = {"coca": build_coca, "vblip": build_vblip, "llm": build_llm}
     rows = []
     for name in args.only:
-        captioner = builders[name](args.tiny, args.device)
-        for batch in args.batch_sizes:
-            if device.type == "cuda":
-                torch.cuda.reset_peak_memory_stats(device)
-            seconds = best_time(workload(name, captioner, batch), args.repeats)
-            peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
-            row = {"captioner": name, "batch": batch, "seconds": seconds, "clips_per_s": batch / seconds}
-            rows.append(row | {"peak_gib": peak})
-            print(f"{name} batch {batch}: {batch / seconds:.2f} clips/s", flush=True)
-        captioner = None  # free the model before building the next one
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
+        for row in measure(
+            name, tiny=args.tiny, device_name=args.device, batch_sizes=args.batch_sizes, repeats=args.repeats
+        ):
+            rows.append(row)
+            print(f"{name} batch {row['batch']}: {row['clips_per_s']:.2f} clips/s", flush=True)
 
     machine = (
         torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({platform.processor() or 'unknown'})"

@@ -18,6 +18,7 @@ import json
 import platform
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -116,25 +117,22 @@ def measure(run, device: torch.device) -> tuple[float, float | None]:
     return time.perf_counter() - start, None
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tiny", action="store_true", help="tiny models, 32x32, on the CPU")
-    parser.add_argument("--frames", type=int, nargs="+", default=[14, 25])
-    parser.add_argument("--steps", type=int, default=25)
-    parser.add_argument("--dtype", choices=["fp16", "bf16"], default="fp16")
-    parser.add_argument("--compile", action="store_true", help="also time ours with torch.compile")
-    parser.add_argument("--skip-diffusers", action="store_true")
-    args = parser.parse_args()
-
-    device = torch.device("cpu" if args.tiny or not torch.cuda.is_available() else "cuda")
-    if device.type == "cpu" and not args.tiny:
-        sys.exit("no GPU: run with --tiny for a CPU smoke test")
-    dtype = torch.float32 if args.tiny else {"fp16": torch.float16, "bf16": torch.bfloat16}[args.dtype]
-    height, width = (32, 32) if args.tiny else (576, 1024)
-    frames_list = [3] if args.tiny else args.frames
-    steps = 2 if args.tiny else args.steps
+def benchmark(
+    *,
+    tiny: bool,
+    frames_list: list[int],
+    steps: int,
+    dtype_name: str = "fp16",
+    with_compile: bool = False,
+    skip_diffusers: bool = False,
+) -> Iterator[dict]:
+    """One row per implementation and frame count, as each is measured: diffusers (unless skipped), ours,
+    ours with torch.compile (if `with_compile`), ours with `--low-memory`. Full size on the GPU, tiny on the CPU."""
+    device = torch.device("cpu" if tiny else "cuda")
+    dtype = torch.float32 if tiny else {"fp16": torch.float16, "bf16": torch.bfloat16}[dtype_name]
+    height, width = (32, 32) if tiny else (576, 1024)
     image = PIL.Image.fromarray(np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8))
-    parts = build(args.tiny, device, dtype)
+    parts = build(tiny, device, dtype)
     header = {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
         "torch": torch.__version__,
@@ -144,15 +142,19 @@ def main() -> None:
         "steps": steps,
     }
 
-    def report(name: str, frames: int, seconds: float, peak: float | None, **extra) -> dict:
-        row = {**header, "impl": name, "frames": frames, "seconds_per_video": round(seconds, 2)}
-        row["peak_gib"] = None if peak is None else round(peak, 2)
-        print(json.dumps({**row, **extra}), flush=True)
-        return row
+    def row(name: str, frames: int, seconds: float, peak: float | None) -> dict:
+        return {
+            **header,
+            "impl": name,
+            "frames": frames,
+            "seconds_per_video": round(seconds, 3),
+            "peak_gib": None if peak is None else round(peak, 2),
+            "frames_per_s": round(frames / seconds, 3),
+        }
 
-    results: dict[tuple[str, int], dict] = {}
+    baseline: dict[int, float] = {}  # frames -> diffusers' seconds per video
     # 1. diffusers, before ours changes the shared modules (fused QKV, channels-last, offload).
-    if not args.skip_diffusers:
+    if not skip_diffusers:
         pipeline = StableVideoDiffusionPipeline(
             vae=parts.vae,
             image_encoder=parts.image_encoder,
@@ -169,12 +171,14 @@ def main() -> None:
                          generator=generator, output_type="np")  # fmt: skip
 
             diffusers_run(2)
-            results["diffusers", frames] = report("diffusers", frames, *measure(diffusers_run, device))
+            seconds, peak = measure(diffusers_run, device)
+            baseline[frames] = seconds
+            yield row("diffusers", frames, seconds, peak)
         del pipeline
 
     # 2. ours, default settings; 3. with torch.compile; 4. --low-memory.
     variants = [("ours", LoadOptions(device=str(device)), SampleSettings())]
-    if args.compile:
+    if with_compile:
         variants.append(("ours+compile", LoadOptions(device=str(device), compile=True), SampleSettings()))
     low_load, low_settings = LoadOptions(device=str(device)), SampleSettings()
     low_memory(low_load, low_settings, decode_chunk_size_given=False)
@@ -188,11 +192,34 @@ def main() -> None:
             warmup = SampleSettings(**{**run_settings.to_dict(), "steps": 2})
             generator([image], [0], warmup)
             seconds, peak = measure(lambda g=generator, s=run_settings: g([image], [0], s), device)
-            extra = {}
-            if ("diffusers", frames) in results:
-                base = results["diffusers", frames]
-                extra["speedup_vs_diffusers"] = round(base["seconds_per_video"] / seconds, 3)
-            results[name, frames] = report(name, frames, seconds, peak, **extra)
+            result = row(name, frames, seconds, peak)
+            if frames in baseline:
+                result["speedup_vs_diffusers"] = round(baseline[frames] / seconds, 3)
+            yield result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tiny", action="store_true", help="tiny models, 32x32, on the CPU")
+    parser.add_argument("--frames", type=int, nargs="+", default=[14, 25])
+    parser.add_argument("--steps", type=int, default=25)
+    parser.add_argument("--dtype", choices=["fp16", "bf16"], default="fp16")
+    parser.add_argument("--compile", action="store_true", help="also time ours with torch.compile")
+    parser.add_argument("--skip-diffusers", action="store_true")
+    args = parser.parse_args()
+
+    if not args.tiny and not torch.cuda.is_available():
+        sys.exit("no GPU: run with --tiny for a CPU smoke test")
+    rows = benchmark(
+        tiny=args.tiny,
+        frames_list=[3] if args.tiny else args.frames,
+        steps=2 if args.tiny else args.steps,
+        dtype_name=args.dtype,
+        with_compile=args.compile,
+        skip_diffusers=args.skip_diffusers,
+    )
+    for row in rows:
+        print(json.dumps(row), flush=True)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
   decode:  `curation.frame_sampling.decode_frames` of each clip, once with the frames motion needs (2 fps,
            long side 256), once with OCR's (first/middle/last, long side 384), and once with both in
-           the single pass the pipeline makes (`plan_frames`);
+           the single pass the pipeline makes (`curation.stages.frame_plan`);
   motion:  `curation.scores.motion.motion_score` on the decoded 2-fps frames (Farneback at 16 px);
   OCR:     `curation.scores.ocr.TextDetector` on the key frames of all clips, batched (model load timed apart);
   CLIP:    `curation.scores.openclip.OpenClipScorer` (ViT-L-14 + the aesthetic MLP) image scores and caption
@@ -34,11 +34,12 @@ import torch
 from machine import machine_description
 from safetensors.torch import save_file
 
-from curation.config import AestheticConfig, ClipConfig, CurationConfig
-from curation.frame_sampling import key_indices, plan_frames, sampled_indices
+from curation.config import AestheticConfig, ClipConfig, CurationConfig, OcrConfig
+from curation.frame_sampling import key_indices, sampled_indices
 from curation.scores.motion import motion_score
 from curation.scores.ocr import TextDetector
 from curation.scores.openclip import AestheticPredictor, OpenClipScorer
+from curation.stages import frame_plan
 from curation.synthetic import Shot, make_video
 from curation.video_io import decode_frames
 
@@ -76,9 +77,68 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def random_vit_l14(folder: Path) -> Path:
-    """ViT-L-14 (QuickGELU, as OpenAI's) with random weights, in open_clip's local-folder layout."""
-    model_cfg = open_clip.get_model_config("ViT-L-14")
+def reset_peak(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def peak_gib(device: torch.device) -> float | None:
+    """Peak GPU memory allocated since `reset_peak`, GiB (None on the CPU)."""
+    return round(torch.cuda.max_memory_allocated(device) / 2**30, 3) if device.type == "cuda" else None
+
+
+def key_frame_clips(count: int, seconds: float, size: tuple[int, int], max_side: int) -> list[list[np.ndarray]]:
+    """The first, middle and last frames (long side `max_side`) of `count` clips: the cached synthetic clips,
+    one of each shot kind at most, decoded once and cycled."""
+    indices = key_indices(round(seconds * FPS))
+    decoded = [decode_frames(path, indices, max_side) for path in clips(min(count, len(KINDS)), seconds, size)]
+    return [[decoded[i % len(decoded)][k] for k in indices] for i in range(count)]
+
+
+def time_ocr(config: OcrConfig, ocr_frames: list[list[np.ndarray]], repeats: int) -> dict:
+    """`TextDetector` (model load timed apart, one warm-up clip) on every clip's key frames, best of `repeats`."""
+    start = time.perf_counter()
+    detector = TextDetector(config)
+    load = time.perf_counter() - start
+    detector(ocr_frames[:1])  # warm-up (allocator, cuDNN)
+    synchronize(detector.device)
+    reset_peak(detector.device)
+
+    def run_ocr():
+        result = detector(ocr_frames)
+        synchronize(detector.device)
+        return result
+
+    seconds, scores = best_of(repeats, run_ocr)
+    n = len(ocr_frames)
+    return {
+        "device": str(detector.device),
+        "dtype": str(detector.dtype).removeprefix("torch."),
+        "max_side": config.max_side,
+        "batch_size": config.batch_size,
+        "clips": n,
+        "frames_per_clip": len(ocr_frames[0]),
+        "load_s": round(load, 2),
+        "seconds": seconds,
+        "clips_per_s": n / seconds,
+        "peak_gib": peak_gib(detector.device),
+        "scores": scores,
+    }
+
+
+# A ViT and text transformer of 2 layers, 32 wide (the GPU suite's `--tiny` run); the real BPE vocabulary.
+TINY_CLIP = {
+    "embed_dim": 32,
+    "vision_cfg": {"image_size": 32, "layers": 2, "width": 32, "head_width": 16, "patch_size": 8},
+    "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 2},
+}
+
+
+def random_open_clip(folder: Path, tiny: bool = False) -> Path:
+    """ViT-L-14 (QuickGELU, as OpenAI's; or `TINY_CLIP`) and the aesthetic MLP with random weights, in
+    open_clip's local-folder layout."""
+    model_cfg = dict(TINY_CLIP) if tiny else open_clip.get_model_config("ViT-L-14")
     model_cfg["quick_gelu"] = True
     preprocess = {
         k: v
@@ -87,11 +147,65 @@ def random_vit_l14(folder: Path) -> Path:
     }
     (folder / "open_clip_config.json").write_text(json.dumps({"model_cfg": model_cfg, "preprocess_cfg": preprocess}))
     torch.manual_seed(0)
-    model = open_clip.create_model("ViT-L-14", force_quick_gelu=True)
+    model = open_clip.CLIP(**model_cfg) if tiny else open_clip.create_model("ViT-L-14", force_quick_gelu=True)
     save_file({k: v.half().contiguous() for k, v in model.state_dict().items()}, folder / "open_clip_model.safetensors")
     torch.manual_seed(1)
-    torch.save(AestheticPredictor(768).state_dict(), folder / "aesthetic.pth")
+    torch.save(AestheticPredictor(model_cfg["embed_dim"]).state_dict(), folder / "aesthetic.pth")
     return folder
+
+
+def time_clip(clip_frames: list[list[np.ndarray]], repeats: int, device: str, tiny: bool = False) -> dict:
+    """`OpenClipScorer` (random ViT-L-14 + aesthetic MLP, or tiny ones): image scores of every clip's frames,
+    then caption embeddings + clip_score, each best of `repeats` after a warm-up."""
+    with tempfile.TemporaryDirectory() as work:
+        folder = random_open_clip(Path(work), tiny)
+        config = ClipConfig(
+            model=str(folder),
+            pretrained=None,
+            device=device,
+            aesthetic=AestheticConfig(weights=str(folder / "aesthetic.pth")),
+        )
+        start = time.perf_counter()
+        scorer = OpenClipScorer(config)
+        load = time.perf_counter() - start
+    captions = [
+        f"a synthetic video clip number {i} with moving discs and a textured background"
+        for i in range(len(clip_frames))
+    ]
+    scorer.image_scores(clip_frames[:2])
+    synchronize(scorer.device)
+    reset_peak(scorer.device)
+
+    def images():
+        result = scorer.image_scores(clip_frames)
+        synchronize(scorer.device)
+        return result
+
+    image_time, results = best_of(repeats, images)
+    embeddings = [result.embeddings for result in results]
+
+    def texts():
+        result = scorer.clip_scores(embeddings, captions)
+        synchronize(scorer.device)
+        return result
+
+    text_time, _ = best_of(repeats, texts)
+    n = len(clip_frames)
+    return {
+        "model": "tiny" if tiny else "ViT-L-14",
+        "device": str(scorer.device),
+        "dtype": str(scorer.dtype).removeprefix("torch."),
+        "batch_size": config.batch_size,
+        "clips": n,
+        "frames_per_clip": len(clip_frames[0]),
+        "frame_size": list(clip_frames[0][0].shape[:2]),
+        "load_s": round(load, 2),
+        "image_seconds": image_time,
+        "clips_per_s": n / image_time,  # image embeddings + aesthetic: the stage that runs on every clip
+        "text_seconds": text_time,
+        "caption_clips_per_s": n / text_time,
+        "peak_gib": peak_gib(scorer.device),
+    }
 
 
 def main() -> None:
@@ -109,11 +223,11 @@ def main() -> None:
     paths = clips(args.clips, args.seconds, size)
     config = CurationConfig()
     config.ocr.device = config.clip.device = args.device
-    config.clip.enabled = False  # the one-pass decode timed here is motion's and OCR's frames
+    config.clip.enabled = config.caption.enabled = False  # the one-pass decode timed here: motion's and OCR's frames
     num_frames = round(args.seconds * FPS)
     motion_indices = sampled_indices(num_frames, FPS, config.motion.sample_fps)
     ocr_indices = key_indices(num_frames)
-    plan = plan_frames(num_frames, FPS, config)
+    plan = frame_plan(num_frames, FPS, config)
     n = len(paths)
 
     for path in paths:  # warm the page cache for every path alike
@@ -129,19 +243,8 @@ def main() -> None:
     motion_frames = [[frames[i] for i in motion_indices] for frames in decoded]
     motion_time, motion_scores = best_of(args.repeats, lambda: [motion_score(f, config.motion) for f in motion_frames])
 
-    start = time.perf_counter()
-    detector = TextDetector(config.ocr)
-    ocr_load = time.perf_counter() - start
-    ocr_frames = [[frames[i] for i in ocr_indices] for frames in decoded]
-    detector(ocr_frames[:1])  # warm-up (allocator, cuDNN)
-    synchronize(detector.device)
-
-    def run_ocr():
-        result = detector(ocr_frames)
-        synchronize(detector.device)
-        return result
-
-    ocr_time, ocr_scores = best_of(args.repeats, run_ocr)
+    ocr = time_ocr(config.ocr, [[frames[i] for i in ocr_indices] for frames in decoded], args.repeats)
+    ocr_time = ocr["seconds"]
 
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
     print(f"\ncommand:  {shlex.join(['python', *sys.argv])}")
@@ -151,14 +254,14 @@ def main() -> None:
         f"frames:   motion {len(motion_indices)} per clip at long side {config.motion.max_side}; OCR {len(ocr_indices)} at {config.ocr.max_side}; one pass: {len(plan.all_indices)} at {plan.max_side}"
     )
     print(
-        f"OCR:      device {detector.device}, {detector.dtype}, max_side {config.ocr.max_side}, model load {ocr_load:.1f} s"
+        f"OCR:      device {ocr['device']}, torch.{ocr['dtype']}, max_side {config.ocr.max_side}, model load {ocr['load_s']:.1f} s"
     )
     print(f"scores:   motion {np.round(motion_scores, 2).tolist()}")
-    print(f"          text area {np.round(ocr_scores, 3).tolist()}")
+    print(f"          text area {np.round(ocr['scores'], 3).tolist()}")
     print(f"repeats:  {args.repeats}, best counts\n")
     print("| stage | decode s/clip | compute s/clip | clips/s (decode + compute) | clips/s (compute only) |")
     print("|---|---:|---:|---:|---:|")
-    rows = [("motion", decode_motion, motion_time), (f"OCR ({detector.device.type})", decode_ocr, ocr_time)]
+    rows = [("motion", decode_motion, motion_time), (f"OCR ({torch.device(ocr['device']).type})", decode_ocr, ocr_time)]
     for name, decode, compute in rows:
         print(f"| {name} | {decode / n:.3f} | {compute / n:.3f} | {n / (decode + compute):.2f} | {n / compute:.2f} |")
     both = decode_both + motion_time + ocr_time
@@ -167,54 +270,19 @@ def main() -> None:
     )
 
     if args.clip or torch.cuda.is_available():
-        time_clip(args, decoded, plan)
-
-
-def time_clip(args: argparse.Namespace, decoded: list[dict[int, np.ndarray]], plan) -> None:
-    """OpenClipScorer on `--clip-clips` clips of 3 key frames (the decoded ones, repeated), then their captions."""
-    with tempfile.TemporaryDirectory() as work:
-        folder = random_vit_l14(Path(work))
-        config = ClipConfig(
-            model=str(folder),
-            pretrained=None,
-            device=args.device,
-            aesthetic=AestheticConfig(weights=str(folder / "aesthetic.pth")),
+        keys = plan.indices["ocr"]  # CLIP takes the same first, middle and last frames
+        clip = time_clip([[decoded[i % n][k] for k in keys] for i in range(args.clip_clips)], args.repeats, args.device)
+        print(
+            f"\nCLIP:     ViT-L-14 (random weights, same architecture), device {clip['device']}, torch.{clip['dtype']}, batch {clip['batch_size']}, load {clip['load_s']:.1f} s"
         )
-        start = time.perf_counter()
-        scorer = OpenClipScorer(config)
-        load = time.perf_counter() - start
-    keys = plan.indices["ocr"]  # CLIP takes the same first, middle and last frames
-    batch = [[decoded[i % len(decoded)][k] for k in keys] for i in range(args.clip_clips)]
-    captions = [
-        f"a synthetic video clip number {i} with moving discs and a textured background" for i in range(len(batch))
-    ]
-    scorer.image_scores(batch[:2])
-    synchronize(scorer.device)
-
-    def images():
-        result = scorer.image_scores(batch)
-        synchronize(scorer.device)
-        return result
-
-    image_time, results = best_of(args.repeats, images)
-    embeddings = [result.embeddings for result in results]
-
-    def texts():
-        result = scorer.clip_scores(embeddings, captions)
-        synchronize(scorer.device)
-        return result
-
-    text_time, _ = best_of(args.repeats, texts)
-    n = len(batch)
-    print(
-        f"\nCLIP:     ViT-L-14 (random weights, same architecture), device {scorer.device}, {scorer.dtype}, batch {config.batch_size}, load {load:.1f} s"
-    )
-    print("| CLIP step | s/clip | clips/s |")
-    print("|---|---:|---:|")
-    print(
-        f"| image embeddings + aesthetic ({len(keys)} frames per clip, from decoded frames) | {image_time / n:.4f} | {n / image_time:.1f} |"
-    )
-    print(f"| caption embedding + clip_score | {text_time / n:.4f} | {n / text_time:.1f} |")
+        print("| CLIP step | s/clip | clips/s |")
+        print("|---|---:|---:|")
+        print(
+            f"| image embeddings + aesthetic ({len(keys)} frames per clip, from decoded frames) | {clip['image_seconds'] / clip['clips']:.4f} | {clip['clips_per_s']:.1f} |"
+        )
+        print(
+            f"| caption embedding + clip_score | {clip['text_seconds'] / clip['clips']:.4f} | {clip['caption_clips_per_s']:.1f} |"
+        )
 
 
 if __name__ == "__main__":
