@@ -9,6 +9,7 @@ Exit codes, for every subcommand:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sys
 from pathlib import Path
@@ -16,6 +17,7 @@ from pathlib import Path
 import click
 
 from svd import __version__
+from svd.generate.options import TORCH_DTYPES, LoadOptions, SampleSettings
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -205,6 +207,23 @@ def train(config_path, run_dir, overrides, resume, verbose, quiet) -> None:
         click.echo(f"{result.final}: {result.step} steps; last checkpoint {result.checkpoint}", err=True)
 
 
+# `svd generate`'s sampling options are SampleSettings' fields: default and help from there (a torch-free module).
+SAMPLE_FIELDS = {setting.name: setting for setting in dataclasses.fields(SampleSettings)}
+
+
+def sample_option(name: str, type: click.ParamType | None = None):
+    """The `--NAME` option of the SampleSettings field `name`, with that field's default (shown unless None)
+    and help text; `type` None: click's, from the default."""
+    setting = SAMPLE_FIELDS[name]
+    return click.option(
+        f"--{name.replace('_', '-')}",
+        default=setting.default,
+        show_default=setting.default is not None,
+        type=type,
+        help=setting.metadata["help"],
+    )
+
+
 @cli.command(context_settings=CONTEXT)
 @click.argument("images", nargs=-1, required=True, metavar="IMAGE...")
 @click.option(
@@ -225,45 +244,21 @@ def train(config_path, run_dir, overrides, resume, verbose, quiet) -> None:
     type=click.Choice(["mp4", "gif", "png"]),
     help="Output type when -o is a folder of several videos (default mp4; png: a folder of frames per image).",
 )
-@click.option("--num-frames", type=click.IntRange(min=1), help="Frames per video (default: the model's, 25 for -xt).")
-@click.option("--steps", default=25, show_default=True, type=click.IntRange(min=1), help="Sampling steps.")
-@click.option(
-    "--fps",
-    default=7,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="Frame rate of the video; the model is conditioned on fps - 1, as SVD was trained.",
-)
-@click.option(
-    "--motion-bucket-id", default=127, show_default=True, type=click.IntRange(min=0), help="More is more motion."
-)
-@click.option(
-    "--noise-aug-strength",
-    default=0.02,
-    show_default=True,
-    type=click.FloatRange(min=0),
-    help="Noise added to the conditioning image: more gives more motion and less likeness.",
-)
-@click.option("--min-guidance", default=1.0, show_default=True, help="Guidance scale of the first frame.")
-@click.option(
-    "--max-guidance", default=3.0, show_default=True, help="Guidance scale of the last frame (linear between)."
-)
+@sample_option("num_frames", click.IntRange(min=1))
+@sample_option("steps", click.IntRange(min=1))
+@sample_option("fps", click.IntRange(min=1))
+@sample_option("motion_bucket_id", click.IntRange(min=0))
+@sample_option("noise_aug_strength", click.FloatRange(min=0))
+@sample_option("min_guidance")
+@sample_option("max_guidance")
 @click.option("--seed", type=int, help="Seed of the first image (image i gets seed + i); default: random, reported.")
-@click.option(
-    "--height", default=576, show_default=True, type=click.IntRange(min=1), help="Rounded to a multiple of 64."
-)
-@click.option(
-    "--width", default=1024, show_default=True, type=click.IntRange(min=1), help="Rounded to a multiple of 64."
-)
-@click.option(
-    "--decode-chunk-size",
-    type=click.IntRange(min=1),
-    help="Frames the VAE decodes at once (default: all; fewer use less memory, with slightly less smooth motion).",
-)
+@sample_option("height", click.IntRange(min=1))
+@sample_option("width", click.IntRange(min=1))
+@sample_option("decode_chunk_size", click.IntRange(min=1))
 @click.option(
     "--dtype",
-    type=click.Choice(["auto", "fp16", "bf16", "fp32"]),
-    default="auto",
+    type=click.Choice(["auto", *TORCH_DTYPES]),
+    default=LoadOptions.dtype,
     show_default=True,
     help="Precision (auto: fp16 on a GPU, fp32 on a CPU).",
 )
@@ -325,7 +320,6 @@ def generate(
 
     import torch
 
-    from svd.generate.options import LoadOptions, SampleSettings
     from svd.generate.options import low_memory as low_memory_preset
     from svd.generate.run import GenerateInputError
     from svd.generate.run import generate as run_generation

@@ -1,6 +1,56 @@
+"""Offline test environment, and the tiny models several test modules share.
+
+The shared models are session fixtures: each is built once per run, on first use, and only read by the tests
+(those that need a changed model copy it first). Their builders stay in the helper modules (`tiny_clip`,
+`tiny_caption_models`, `tiny_models`), imported on first use so that a run that needs none of them does not
+import open_clip, transformers or diffusers for them.
+"""
+
 import os
+
+import pytest
 
 # No model hub is reachable in tests: every model is built from a config inside the test.
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+
+@pytest.fixture(scope="session")
+def clip_model(tmp_path_factory) -> dict:
+    """A tiny open_clip CLIP folder with aesthetic weights: {"folder", "aesthetic" (.pth), "state"} (`tiny_clip`)."""
+    from tiny_clip import save_tiny_clip
+
+    return save_tiny_clip(tmp_path_factory.mktemp("clip"))
+
+
+@pytest.fixture(scope="session")
+def coca_model(tmp_path_factory) -> str:
+    """A tiny CoCa: the `caption.coca.model` value (`local-dir:FOLDER`)."""
+    from tiny_caption_models import save_tiny_coca
+
+    return save_tiny_coca(tmp_path_factory.mktemp("coca"))
+
+
+@pytest.fixture(scope="session")
+def vblip_model(tmp_path_factory) -> str:
+    """A tiny VideoBLIP folder: the `caption.vblip.model` value."""
+    from tiny_caption_models import save_tiny_vblip
+
+    return save_tiny_vblip(tmp_path_factory.mktemp("vblip"))
+
+
+@pytest.fixture(scope="session")
+def llm_model(tmp_path_factory) -> str:
+    """A tiny Qwen2-style chat model folder: the `caption.llm.model` value."""
+    from tiny_caption_models import save_tiny_llm
+
+    return save_tiny_llm(tmp_path_factory.mktemp("llm"))
+
+
+@pytest.fixture(scope="session")
+def sd():
+    """The tiny SD 2.x UNet (`tiny_models.sd_unet("sd2")`); tests inflate it (a copy), never change it."""
+    from tiny_models import sd_unet
+
+    return sd_unet("sd2")

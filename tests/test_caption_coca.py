@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
-from tiny_caption_models import save_tiny_coca
 
 from curation.captions.coca import CocaCaptioner
 from curation.captions.text import EMPTY, OK, Caption
@@ -15,11 +14,6 @@ from curation.devices import ModelLoadError
 from curation.frame_sampling import middle_frame_index
 
 GREEDY = GenerationConfig(max_new_tokens=10)
-
-
-@pytest.fixture(scope="module")
-def coca_model(tmp_path_factory):
-    return save_tiny_coca(tmp_path_factory.mktemp("coca"))
 
 
 def captioner(model: str, generation: GenerationConfig = GREEDY, batch_size: int = 32) -> CocaCaptioner:

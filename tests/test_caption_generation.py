@@ -2,7 +2,6 @@
 
 import pytest
 import torch
-from tiny_caption_models import save_tiny_llm
 from transformers import AutoModelForCausalLM
 
 from curation.captions.generation import decode, hf_generate_kwargs, seeded
@@ -12,8 +11,8 @@ CPU = torch.device("cpu")
 
 
 @pytest.fixture(scope="module")
-def lm(tmp_path_factory):
-    return AutoModelForCausalLM.from_pretrained(save_tiny_llm(tmp_path_factory.mktemp("llm"))).eval()
+def lm(llm_model):
+    return AutoModelForCausalLM.from_pretrained(llm_model).eval()
 
 
 def step_of(lm):

@@ -13,7 +13,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import torch
-from tiny_caption_models import save_tiny_llm
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from curation.captions.llm import EndpointError, HttpLlm, LocalLlm, load_llm, merge_messages
@@ -26,11 +25,6 @@ GREEDY = GenerationConfig(max_new_tokens=10)
 COCA = ["a man walking on a street", "a dog on the beach", None, "two people at a table in a kitchen"]
 VBLIP = ["a man is walking in the city", "a dog running into the sea", "a cat", "people eating"]
 SERVED_NAME = "tiny-chat"
-
-
-@pytest.fixture(scope="module")
-def llm_model(tmp_path_factory):
-    return save_tiny_llm(tmp_path_factory.mktemp("llm"))
 
 
 def local(model: str, generation: GenerationConfig = GREEDY, batch_size: int = 32) -> LocalLlm:

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from tiny_caption_models import save_tiny_vblip, vblip_config
+from tiny_caption_models import vblip_config
 from transformers import Blip2ForConditionalGeneration
 
 from curation.captions.text import EMPTY, OK
@@ -16,11 +16,6 @@ from curation.frame_sampling import uniform_frame_indices
 
 FRAMES = 4
 GREEDY = GenerationConfig(max_new_tokens=8)
-
-
-@pytest.fixture(scope="module")
-def vblip_model(tmp_path_factory):
-    return save_tiny_vblip(tmp_path_factory.mktemp("vblip"))
 
 
 def captioner(

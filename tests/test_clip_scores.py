@@ -9,65 +9,35 @@ import pytest
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from safetensors.torch import save_file
+from tiny_clip import TINY_CLIP, WIDTH
 
 from curation.config import AestheticConfig, ClipConfig
 from curation.devices import ModelLoadError
 from curation.scores.openclip import AestheticPredictor, OpenClipScorer, preflight
 
-WIDTH = 32  # the tiny model's embedding width
-# A ViT and text transformer of 2 layers, 32 wide; the real BPE vocabulary, so open_clip's tokenizer works.
-TINY_CLIP = {
-    "model_cfg": {
-        "embed_dim": WIDTH,
-        "vision_cfg": {"image_size": 32, "layers": 2, "width": 32, "head_width": 16, "patch_size": 8},
-        "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 2},
-    },
-    "preprocess_cfg": {
-        "mean": [0.48145466, 0.4578275, 0.40821073],
-        "std": [0.26862954, 0.26130258, 0.27577711],
-        "interpolation": "bicubic",
-        "resize_mode": "shortest",
-    },
-}
 # The tensor names of the published sac+logos+ava1-l14-linearMSE.pth.
 LAION_KEYS = [f"layers.{i}.{kind}" for i in (0, 2, 4, 6, 7) for kind in ("weight", "bias")]
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> dict:
-    """A tiny CLIP folder (config + safetensors) and aesthetic weights as .pth and .safetensors."""
-    folder = tmp_path_factory.mktemp("tiny_clip")
-    (folder / "open_clip_config.json").write_text(json.dumps(TINY_CLIP))
-    torch.manual_seed(0)
-    model = open_clip.CLIP(**TINY_CLIP["model_cfg"])
-    save_file(model.state_dict(), folder / "open_clip_model.safetensors")
-    torch.manual_seed(1)
-    state = AestheticPredictor(WIDTH).state_dict()
-    torch.save(state, folder / "aesthetic.pth")
-    save_file(state, folder / "aesthetic.safetensors")
-    return {"folder": folder, "aesthetic": folder / "aesthetic.pth", "state": state}
-
-
-def config(tiny, **overrides) -> ClipConfig:
+def config(clip_model, **overrides) -> ClipConfig:
     fields = {
-        "model": str(tiny["folder"]),
+        "model": str(clip_model["folder"]),
         "pretrained": None,
-        "aesthetic": AestheticConfig(weights=str(tiny["aesthetic"])),
+        "aesthetic": AestheticConfig(weights=str(clip_model["aesthetic"])),
         "device": "cpu",
     }
     return ClipConfig(**{**fields, **overrides})
 
 
 @pytest.fixture(scope="module")
-def scorer(tiny) -> OpenClipScorer:
-    return OpenClipScorer(config(tiny))
+def scorer(clip_model) -> OpenClipScorer:
+    return OpenClipScorer(config(clip_model))
 
 
 @pytest.fixture(scope="module")
-def reference(tiny):
+def reference(clip_model):
     """The same tiny model built by open_clip directly, with its own transform and tokenizer."""
-    name = f"local-dir:{tiny['folder']}"
+    name = f"local-dir:{clip_model['folder']}"
     model, _, preprocess = open_clip.create_model_and_transforms(name)
     return model.eval(), preprocess, open_clip.get_tokenizer(name)
 
@@ -97,9 +67,9 @@ def test_image_embeddings_match_open_clip(scorer, reference, frames):
     np.testing.assert_allclose(scorer.embed_images(frames), direct_image_embeddings(reference, frames), atol=1e-5)
 
 
-def test_aesthetic_is_the_mlp_on_normalised_embeddings_averaged_over_frames(scorer, reference, tiny, frames):
+def test_aesthetic_is_the_mlp_on_normalised_embeddings_averaged_over_frames(scorer, reference, clip_model, frames):
     clips = [frames[:3], frames[3:]]
-    per_frame = direct_aesthetic(tiny["state"], direct_image_embeddings(reference, frames))
+    per_frame = direct_aesthetic(clip_model["state"], direct_image_embeddings(reference, frames))
     got = scorer.image_scores(clips)
     assert [result.aesthetic_score for result in got] == pytest.approx(
         [per_frame[:3].mean(), per_frame[3:].mean()], abs=1e-5
@@ -122,9 +92,9 @@ def test_clip_score_is_the_mean_cosine_with_the_caption(scorer, reference, frame
     assert partial[0] is None and partial[1] == pytest.approx(expected[1], abs=1e-5)
 
 
-def test_batched_equals_one_by_one(tiny, frames):
-    batched = OpenClipScorer(config(tiny, batch_size=4))
-    single = OpenClipScorer(config(tiny, batch_size=1))
+def test_batched_equals_one_by_one(clip_model, frames):
+    batched = OpenClipScorer(config(clip_model, batch_size=4))
+    single = OpenClipScorer(config(clip_model, batch_size=1))
     clips = [frames[:2], frames[2:3], frames[3:]]
     captions = ["a cat", "a long caption about a mountain lake at dawn", "text"]
     together = batched.image_scores(clips)
@@ -149,16 +119,16 @@ def test_aesthetic_layout_matches_the_published_weights():
     assert AestheticPredictor().width == 768
 
 
-def test_aesthetic_loads_from_safetensors(tiny, scorer, frames):
+def test_aesthetic_loads_from_safetensors(clip_model, scorer, frames):
     other = OpenClipScorer(
-        config(tiny, aesthetic=AestheticConfig(weights=str(tiny["folder"] / "aesthetic.safetensors")))
+        config(clip_model, aesthetic=AestheticConfig(weights=str(clip_model["folder"] / "aesthetic.safetensors")))
     )
     embeddings = scorer.embed_images(frames)
     np.testing.assert_allclose(other.aesthetic_scores(embeddings), scorer.aesthetic_scores(embeddings), atol=1e-6)
 
 
-def test_aesthetic_can_be_switched_off(tiny, frames):
-    scorer = OpenClipScorer(config(tiny, aesthetic=AestheticConfig(enabled=False, weights=None)))
+def test_aesthetic_can_be_switched_off(clip_model, frames):
+    scorer = OpenClipScorer(config(clip_model, aesthetic=AestheticConfig(enabled=False, weights=None)))
     assert scorer.image_scores([frames[:2]])[0].aesthetic_score is None
 
 
@@ -170,66 +140,69 @@ def test_aesthetic_can_be_switched_off(tiny, frames):
         ("http://127.0.0.1:9/sac%2Blogos%2Bava1-l14-linearMSE.pth", "download failed"),
     ],
 )
-def test_aesthetic_weights_that_cannot_load_stop_the_run(tiny, tmp_path, monkeypatch, weights, message):
+def test_aesthetic_weights_that_cannot_load_stop_the_run(clip_model, tmp_path, monkeypatch, weights, message):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # an empty download cache
     if weights == "missing.pth":
         weights = str(tmp_path / weights)
     with pytest.raises(ModelLoadError) as error:
-        OpenClipScorer(config(tiny, aesthetic=AestheticConfig(weights=weights)))
+        OpenClipScorer(config(clip_model, aesthetic=AestheticConfig(weights=weights)))
     assert message in str(error.value)
     assert str(error.value).startswith("clip: cannot load model")
     assert "--set clip.aesthetic.weights=PATH" in str(error.value)
 
 
-def test_aesthetic_width_must_match_the_clip_model(tiny, tmp_path):
+def test_aesthetic_width_must_match_the_clip_model(clip_model, tmp_path):
     path = tmp_path / "l14.pth"
     torch.save(AestheticPredictor(768).state_dict(), path)
     with pytest.raises(ModelLoadError, match="takes 768-wide embeddings but the CLIP model gives 32"):
-        OpenClipScorer(config(tiny, aesthetic=AestheticConfig(weights=str(path))))
+        OpenClipScorer(config(clip_model, aesthetic=AestheticConfig(weights=str(path))))
 
 
-def test_aesthetic_file_of_another_kind_is_refused(tiny, tmp_path):
+def test_aesthetic_file_of_another_kind_is_refused(clip_model, tmp_path):
     path = tmp_path / "other.pth"
     torch.save({"weight": torch.zeros(2)}, path)
     with pytest.raises(ModelLoadError, match="not a state dict of the LAION aesthetic MLP"):
-        OpenClipScorer(config(tiny, aesthetic=AestheticConfig(weights=str(path))))
+        OpenClipScorer(config(clip_model, aesthetic=AestheticConfig(weights=str(path))))
 
 
-def test_clip_folder_that_is_not_there(tiny, tmp_path):
+def test_clip_folder_that_is_not_there(clip_model, tmp_path):
     with pytest.raises(ModelLoadError) as error:
-        OpenClipScorer(config(tiny, model=f"local-dir:{tmp_path / 'nope'}"))
+        OpenClipScorer(config(clip_model, model=f"local-dir:{tmp_path / 'nope'}"))
     assert str(error.value).startswith("clip: cannot load model 'local-dir:")
     assert "--set clip.model=PATH" in str(error.value)
 
 
-def test_clip_without_weights_is_refused(tiny, tmp_path):
+def test_clip_without_weights_is_refused(clip_model, tmp_path):
     with pytest.raises(ModelLoadError, match="randomly initialised CLIP"):
-        OpenClipScorer(config(tiny, model="ViT-B-32", pretrained=None))
+        OpenClipScorer(config(clip_model, model="ViT-B-32", pretrained=None))
     (tmp_path / "open_clip_config.json").write_text(json.dumps(TINY_CLIP))  # a config but no weights
     with pytest.raises(ModelLoadError, match="no weights"):
-        OpenClipScorer(config(tiny, model=str(tmp_path)))
+        OpenClipScorer(config(clip_model, model=str(tmp_path)))
 
 
-def test_default_model_offline_stops_with_one_message(tiny):
+def test_default_model_offline_stops_with_one_message(clip_model):
     # The paper's ViT-L-14/openai is not in any cache here and the hub is offline (tests/conftest.py).
     with pytest.raises(ModelLoadError) as error:
-        OpenClipScorer(config(tiny, model="ViT-L-14", pretrained="openai"))
+        OpenClipScorer(config(clip_model, model="ViT-L-14", pretrained="openai"))
     assert str(error.value).startswith("clip: cannot load model 'ViT-L-14'")
     assert "\n" not in str(error.value)
 
 
-def test_preflight_checks_weights_without_building_the_model(tiny, tmp_path, monkeypatch):
-    preflight(config(tiny))  # a good folder and aesthetic file: no error
-    preflight(config(tiny, enabled=False, model="ViT-L-14", pretrained="openai"))  # a stage switched off
+def test_preflight_checks_weights_without_building_the_model(clip_model, tmp_path, monkeypatch):
+    preflight(config(clip_model))  # a good folder and aesthetic file: no error
+    preflight(config(clip_model, enabled=False, model="ViT-L-14", pretrained="openai"))  # a stage switched off
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     path = tmp_path / "l14.pth"
     torch.save(AestheticPredictor(768).state_dict(), path)
     failing = [
-        (config(tiny, aesthetic=AestheticConfig(weights=str(path))), "takes 768-wide embeddings"),
-        (config(tiny, model="ViT-L-14", pretrained="openai"), "cannot load model 'ViT-L-14'"),
-        (config(tiny, model="ViT-L-14", pretrained=str(tmp_path / "none.pt")), "neither a tag of ViT-L-14 nor a file"),
-        (config(tiny, model="ViT-Nope", pretrained="openai"), "no open_clip model config named 'ViT-Nope'"),
-        (config(tiny, aesthetic=AestheticConfig(weights=None)), "clip.aesthetic.weights is not set"),
+        (config(clip_model, aesthetic=AestheticConfig(weights=str(path))), "takes 768-wide embeddings"),
+        (config(clip_model, model="ViT-L-14", pretrained="openai"), "cannot load model 'ViT-L-14'"),
+        (
+            config(clip_model, model="ViT-L-14", pretrained=str(tmp_path / "none.pt")),
+            "neither a tag of ViT-L-14 nor a file",
+        ),
+        (config(clip_model, model="ViT-Nope", pretrained="openai"), "no open_clip model config named 'ViT-Nope'"),
+        (config(clip_model, aesthetic=AestheticConfig(weights=None)), "clip.aesthetic.weights is not set"),
     ]
     for bad, message in failing:
         with pytest.raises(ModelLoadError, match=message):

@@ -7,7 +7,7 @@ import json
 import pytest
 import ray
 from ray.cluster_utils import Cluster
-from test_curate_job import TINY, read_shards, videos
+from tiny_curation import TINY, read_shards, videos
 
 from curation.config import CurationConfig
 from curation.config_io import load_config

@@ -11,53 +11,19 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import av
-import open_clip
 import psutil
 import pyarrow.parquet as pq
 import pytest
 import ray
-import torch
-import webdataset as wds
-from safetensors.torch import save_file
-from test_clip_scores import TINY_CLIP
-from test_clip_scores import WIDTH as CLIP_WIDTH
-from tiny_caption_models import save_tiny_coca, save_tiny_llm, save_tiny_vblip
+from tiny_curation import TINY, config, read_shards, videos
 
 from curation.config import CurationConfig
 from curation.config_io import load_config
 from curation.devices import ModelLoadError
-from curation.scores.openclip import AestheticPredictor
-from curation.synthetic import Shot, Transition, make_video
 from pipelines.curate import InputError, find_inputs, run_curation
 from pipelines.journal import WORK_FOLDER
-
-TINY = Path(__file__).parent.parent / "configs" / "curation" / "tiny.yaml"
-
-
-def config(**split) -> CurationConfig:
-    base = CurationConfig().model_dump()
-    for stage in ("motion", "ocr", "clip", "caption"):
-        base[stage]["enabled"] = False
-    base["split"].update(split)
-    base["output"]["shard_max_samples"] = 3  # several shards from a few clips: rollover is exercised
-    return CurationConfig.model_validate(base)
-
-
-def videos(folder: Path, count: int) -> list[Path]:
-    paths = []
-    for index in range(count):
-        timeline = [
-            Shot("moving", 3.0, speed=1.0 + index),
-            Transition("cut"),
-            Shot("static", 3.0),
-            Transition("dissolve", 0.5),
-            Shot("pan", 3.0, speed=2.0),
-        ]
-        paths.append(make_video(folder / f"video {index}.mp4", timeline, seed=index, keyframe_seconds=0.5).path)
-    return paths
 
 
 @pytest.fixture(scope="module")
@@ -66,16 +32,6 @@ def local_ray():
     ray.init(num_cpus=10, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
-
-
-def read_shards(output: Path) -> dict[str, dict]:
-    """Every sample of every shard, read with the plain webdataset library."""
-    shards = sorted(str(path) for path in (output / "shards").glob("*.tar"))
-    samples = {}
-    for sample in wds.WebDataset(shards, shardshuffle=False, empty_check=False):
-        assert sample["__key__"] not in samples, "a clip is in the shards twice"
-        samples[sample["__key__"]] = sample
-    return samples
 
 
 def test_job_writes_shards_equal_to_the_kept_rows(local_ray, tmp_path):
@@ -151,22 +107,15 @@ def test_resume_after_the_driver_is_killed_equals_an_uninterrupted_run(local_ray
 
 
 @pytest.fixture(scope="module")
-def tiny_models(tmp_path_factory) -> list[str]:
+def tiny_models(clip_model, coca_model, vblip_model, llm_model) -> list[str]:
     """--set overrides pointing every model stage at tiny random models saved as the real loaders read them."""
-    folder = tmp_path_factory.mktemp("tiny_models")
-    clip = folder / "clip"
-    clip.mkdir()
-    (clip / "open_clip_config.json").write_text(json.dumps(TINY_CLIP))
-    torch.manual_seed(0)
-    save_file(open_clip.CLIP(**TINY_CLIP["model_cfg"]).state_dict(), clip / "open_clip_model.safetensors")
-    save_file(AestheticPredictor(CLIP_WIDTH).state_dict(), clip / "aesthetic.safetensors")
     return [
-        f"clip.model={clip}",
+        f"clip.model={clip_model['folder']}",
         "clip.pretrained=null",
-        f"clip.aesthetic.weights={clip / 'aesthetic.safetensors'}",
-        f"caption.coca.model={save_tiny_coca(folder / 'coca')}",
-        f"caption.vblip.model={save_tiny_vblip(folder / 'vblip')}",
-        f"caption.llm.model={save_tiny_llm(folder / 'llm')}",
+        f"clip.aesthetic.weights={clip_model['folder'] / 'aesthetic.safetensors'}",
+        f"caption.coca.model={coca_model}",
+        f"caption.vblip.model={vblip_model}",
+        f"caption.llm.model={llm_model}",
         "caption.coca.generation.max_new_tokens=6",
         "caption.vblip.generation.max_new_tokens=6",
         "caption.llm.generation.max_new_tokens=8",

@@ -17,7 +17,7 @@ import ray
 from pyftpdlib.authorizers import DummyAuthorizer
 from pyftpdlib.handlers import FTPHandler
 from pyftpdlib.servers import ThreadedFTPServer
-from test_curate_job import config, read_shards, videos
+from tiny_curation import config, read_shards, videos
 
 from pipelines.curate import find_inputs, run_curation
 from pipelines.journal import WORK_FOLDER

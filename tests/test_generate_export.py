@@ -2,7 +2,6 @@
 equals diffusers' pipeline loaded from the same export."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +10,7 @@ from click.testing import CliRunner
 from diffusers import StableVideoDiffusionPipeline
 from tiny_generate import random_image
 from tiny_shards import square_shards
+from tiny_train import TINY
 
 from curation.config_io import load_config
 from svd.cli import cli
@@ -18,8 +18,6 @@ from svd.generate.generator import VideoGenerator
 from svd.generate.options import LoadOptions, SampleSettings
 from svd.train.config import TrainConfig
 from svd.train.loop import train
-
-TINY = Path(__file__).parents[1] / "configs" / "train" / "tiny.yaml"
 
 
 @pytest.fixture(scope="module")

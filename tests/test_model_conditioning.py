@@ -20,11 +20,6 @@ from svd.model.parameterisation import EDM
 
 
 @pytest.fixture(scope="module")
-def sd():
-    return sd_unet("sd2")
-
-
-@pytest.fixture(scope="module")
 def video_unet(sd):
     return inflate(sd).eval()
 

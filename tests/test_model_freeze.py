@@ -2,15 +2,10 @@
 
 import pytest
 import torch
-from tiny_models import CROSS_DIM, LATENT, sd_unet
+from tiny_models import CROSS_DIM, LATENT
 
 from svd.model.freeze import apply_freeze, parameter_counts
 from svd.model.inflate import inflate
-
-
-@pytest.fixture(scope="module")
-def sd():
-    return sd_unet("sd2")
 
 
 @pytest.fixture

@@ -8,8 +8,8 @@ import pytest
 import torch
 from diffusers import AutoencoderKLTemporalDecoder, UNetSpatioTemporalConditionModel
 from safetensors.torch import load_file
-from test_train_loop import tiny_config
 from tiny_shards import encode, record, square_frames, write_shards
+from tiny_train import tiny_config
 
 from svd.train.data import window_start
 from svd.train.latents import LatentCache, encoder_identity

@@ -35,8 +35,8 @@ import numpy as np
 import torch
 import yaml
 from diffusers import AutoencoderKLTemporalDecoder, UNet2DConditionModel, UNetSpatioTemporalConditionModel
-from test_train_loop import TINY, tiny_config
 from tiny_shards import random_square, square_shards
+from tiny_train import TINY, tiny_config
 from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
 
 from svd.model.conditioning import added_time_ids, unet_sample

@@ -1,7 +1,6 @@
 """`svd train` end to end on tiny shards: checkpoints, frozen weights, resume, export, the command line."""
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -9,6 +8,7 @@ from click.testing import CliRunner
 from diffusers import UNetSpatioTemporalConditionModel
 from safetensors.torch import load_file
 from tiny_shards import assert_export_samples, encode, record, square_frames, square_shards, write_shards
+from tiny_train import TINY, tiny_config
 
 from curation.config_io import load_config
 from svd.cli import cli
@@ -16,14 +16,6 @@ from svd.model.freeze import is_trainable
 from svd.train.components import build_components
 from svd.train.config import TrainConfig
 from svd.train.loop import lr_factor, train
-
-TINY = Path(__file__).parents[1] / "configs" / "train" / "tiny.yaml"
-
-
-def tiny_config(shards: str, *overrides: str) -> TrainConfig:
-    return load_config(
-        TrainConfig, TINY, [f"data.shards={shards}", "data.height=16", "data.width=16", "log.every=1", *overrides]
-    )
 
 
 @pytest.fixture(scope="module")

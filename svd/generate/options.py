@@ -2,24 +2,27 @@
 
 The defaults are the conventions of diffusers' `StableVideoDiffusionPipeline` and Stability's
 `simple_video_sample.py`: 25 steps, fps 7 (given to the model as fps - 1), motion bucket 127, noise
-augmentation 0.02, guidance 1.0 -> 3.0 across frames, 576x1024.
+augmentation 0.02, guidance 1.0 -> 3.0 across frames, 576x1024. Each field is declared once, here: `svd generate`
+takes its options' defaults, and its help texts (a field's `metadata["help"]`), from these classes, so this module
+imports no torch until a method needs it (the command line's help stays fast).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
-from svd.generate.sampler import CFGMode
+    from svd.generate.sampler import CFGMode
 
 log = logging.getLogger(__name__)
 
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-DTypeName = Literal["auto", "fp32", "fp16", "bf16"]
+TORCH_DTYPES = {"fp16": "float16", "bf16": "bfloat16", "fp32": "float32"}  # precision name: torch dtype's name
+DTypeName = Literal["auto", "fp16", "bf16", "fp32"]
 
 
 @dataclass
@@ -35,30 +38,44 @@ class LoadOptions:
     compile: bool = False  # torch.compile the UNet (minutes of compilation on the first video)
 
     def resolved_device(self) -> torch.device:
+        import torch
+
         if self.device is not None:
             return torch.device(self.device)
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
     def resolved_dtype(self) -> torch.dtype:
+        import torch
+
         if self.dtype == "auto":
             return torch.float16 if self.resolved_device().type == "cuda" else torch.float32
-        return DTYPES[self.dtype]
+        return getattr(torch, TORCH_DTYPES[self.dtype])
+
+
+def _setting(default, help: str):
+    """A `SampleSettings` field with the help text of its `svd generate` option."""
+    return field(default=default, metadata={"help": help})
 
 
 @dataclass
 class SampleSettings:
     """Per-run sampling settings; `num_frames=None` takes the UNet config's frame count."""
 
-    num_frames: int | None = None
-    steps: int = 25
-    fps: int = 7
-    motion_bucket_id: int = 127
-    noise_aug_strength: float = 0.02
-    min_guidance: float = 1.0
-    max_guidance: float = 3.0
-    height: int = 576
-    width: int = 1024
-    decode_chunk_size: int | None = None  # None: every frame at once, as the pipeline (best temporal consistency)
+    num_frames: int | None = _setting(None, "Frames per video (default: the model's, 25 for -xt).")
+    steps: int = _setting(25, "Sampling steps.")
+    fps: int = _setting(7, "Frame rate of the video; the model is conditioned on fps - 1, as SVD was trained.")
+    motion_bucket_id: int = _setting(127, "More is more motion.")
+    noise_aug_strength: float = _setting(
+        0.02, "Noise added to the conditioning image: more gives more motion and less likeness."
+    )
+    min_guidance: float = _setting(1.0, "Guidance scale of the first frame.")
+    max_guidance: float = _setting(3.0, "Guidance scale of the last frame (linear between).")
+    height: int = _setting(576, "Rounded to a multiple of 64.")
+    width: int = _setting(1024, "Rounded to a multiple of 64.")
+    # None: every frame at once, as the pipeline (best temporal consistency)
+    decode_chunk_size: int | None = _setting(
+        None, "Frames the VAE decodes at once (default: all; fewer use less memory, with slightly less smooth motion)."
+    )
     cfg: CFGMode = "batched"
 
     def check(self) -> None:
