@@ -139,21 +139,28 @@ CAPTIONS = {"full": {"batch_sizes": [1, 8, 32], "repeats": 2}, "tiny": {"batch_s
 GENERATION_FIGURES = ("seconds_per_video", "frames_per_s")
 
 
+def batch(row: dict) -> str:
+    return f"batch {row['batch']}"
+
+
 def generation_label(row: dict) -> str:
     return f"{row['impl']} {row['frames']}f"
 
 
+def generation_part(name: str, description: str, budget: float, frames: int, tiny_frames: int) -> Part:
+    full = {"frames": [frames], "steps": 25, "dtype": "fp16"}
+    tiny = {"frames": [tiny_frames], "steps": 2, "dtype": "fp32"}
+    return Part(name, description, budget, generate, full, tiny, GENERATION_FIGURES, generation_label)
+
+
 PARTS: list[Part] = [
-    Part(
+    generation_part(
         "generate",
         "svd generate vs diffusers' StableVideoDiffusionPipeline (SVD-xt, random weights), 14 frames at 576x1024, "
         "25 steps, fp16: diffusers, ours, ours --low-memory",
         100,
-        generate,
-        {"frames": [14], "steps": 25, "dtype": "fp16"},
-        {"frames": [3], "steps": 2, "dtype": "fp32"},
-        GENERATION_FIGURES,
-        generation_label,
+        frames=14,
+        tiny_frames=3,
     ),
     Part(
         "train",
@@ -184,46 +191,19 @@ PARTS: list[Part] = [
         {**TINY_FRAMES, "clips": 4, "repeats": 1},
         ("clips_per_s", "caption_clips_per_s"),
     ),
-    Part(
-        "coca",
-        "CoCa ViT-L-14 (random weights) on the middle frame, 6 beams, 29 tokens forced",
-        45,
-        captioner("coca"),
-        CAPTIONS["full"],
-        CAPTIONS["tiny"],
-        ("clips_per_s",),
-        lambda row: f"batch {row['batch']}",
+    *(
+        Part(name, description, budget, captioner(name), CAPTIONS["full"], CAPTIONS["tiny"], ("clips_per_s",), batch)
+        for name, description, budget in (
+            ("coca", "CoCa ViT-L-14 (random weights) on the middle frame, 6 beams, 29 tokens forced", 45),
+            (
+                "vblip",
+                "VideoBLIP (EVA ViT-g, Q-Former, OPT-2.7B; random weights) on 8 frames, 4 beams, 40 tokens forced",
+                60,
+            ),
+            ("llm", "Qwen2.5-1.5B's architecture (random weights) merging two captions, greedy, 60 tokens forced", 40),
+        )
     ),
-    Part(
-        "vblip",
-        "VideoBLIP (EVA ViT-g, Q-Former, OPT-2.7B; random weights) on 8 frames, 4 beams, 40 tokens forced",
-        60,
-        captioner("vblip"),
-        CAPTIONS["full"],
-        CAPTIONS["tiny"],
-        ("clips_per_s",),
-        lambda row: f"batch {row['batch']}",
-    ),
-    Part(
-        "llm",
-        "Qwen2.5-1.5B's architecture (random weights) merging two captions, greedy, 60 tokens forced",
-        40,
-        captioner("llm"),
-        CAPTIONS["full"],
-        CAPTIONS["tiny"],
-        ("clips_per_s",),
-        lambda row: f"batch {row['batch']}",
-    ),
-    Part(
-        "generate-25",
-        "as generate, 25 frames",
-        110,
-        generate,
-        {"frames": [25], "steps": 25, "dtype": "fp16"},
-        {"frames": [4], "steps": 2, "dtype": "fp32"},
-        GENERATION_FIGURES,
-        generation_label,
-    ),
+    generation_part("generate-25", "as generate, 25 frames", 110, frames=25, tiny_frames=4),
 ]
 PARTS_BY_NAME = {part.name: part for part in PARTS}
 

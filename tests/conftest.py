@@ -1,7 +1,7 @@
 """Offline test environment, and the tiny models several test modules share.
 
 The shared models are session fixtures: each is built once per run, on first use, and only read by the tests
-(those that need a changed model copy it first). Their builders stay in the helper modules (`tiny_clip`,
+(those that need a changed model copy it first). Their builders stay in the helper modules (`tiny_openclip`,
 `tiny_caption_models`, `tiny_models`), imported on first use so that a run that needs none of them does not
 import open_clip, transformers or diffusers for them.
 """
@@ -18,8 +18,8 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 @pytest.fixture(scope="session")
 def clip_model(tmp_path_factory) -> dict:
-    """A tiny open_clip CLIP folder with aesthetic weights: {"folder", "aesthetic" (.pth), "state"} (`tiny_clip`)."""
-    from tiny_clip import save_tiny_clip
+    """A tiny open_clip CLIP folder with aesthetic weights: {"folder", "aesthetic" (.pth), "state"} (`tiny_openclip`)."""
+    from tiny_openclip import save_tiny_clip
 
     return save_tiny_clip(tmp_path_factory.mktemp("clip"))
 

@@ -12,7 +12,7 @@ from tiny_curation import TINY, read_shards, videos
 from curation.config import CurationConfig
 from curation.config_io import load_config
 from pipelines.curate import run_curation
-from pipelines.journal import WORK_FOLDER
+from pipelines.layout import WORK_FOLDER
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from curation.config import CurationConfig
 from curation.config_io import load_config
 from curation.devices import ModelLoadError
 from pipelines.curate import InputError, find_inputs, run_curation
-from pipelines.journal import WORK_FOLDER
+from pipelines.layout import WORK_FOLDER
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ from pyftpdlib.servers import ThreadedFTPServer
 from tiny_curation import config, read_shards, videos
 
 from pipelines.curate import find_inputs, run_curation
-from pipelines.journal import WORK_FOLDER
+from pipelines.layout import WORK_FOLDER
 from pipelines.report import write_report
 
 PASSWORD = "s3cret-pw"

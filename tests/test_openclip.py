@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from tiny_clip import TINY_CLIP, WIDTH
+from tiny_openclip import TINY_CLIP, WIDTH
 
 from curation.config import AestheticConfig, ClipConfig
 from curation.devices import ModelLoadError
