@@ -306,6 +306,7 @@ class ReportConfig(StrictModel):
     thumbnails_per_sheet: int = Field(24, ge=1, description="per contact sheet; the page says how many are not shown")
     thumbnail_width: int = Field(160, ge=16, description="px; the clip's middle frame, never upscaled")
     histogram_bins: int = Field(30, ge=1)
+    timelines: int = Field(50, ge=0, description="sources drawn as a strip of where their frames went")
     what_if_fractions: list[Annotated[float, Field(ge=0, lt=1)]] = Field(
         default_factory=lambda: [0.1, 0.25, 0.5, 0.75], min_length=1
     )

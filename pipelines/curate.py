@@ -35,6 +35,7 @@ from curation.filtering import apply_filter, thresholds_summary
 from curation.progress import track
 from curation.record import Column, Stage, shard_record
 from curation.scores import ocr, openclip
+from curation.split.fates import CLIP, FATE_COUNTS, FATES
 from curation.stages import cpus_needed, enabled_stages, reads_frames
 from pipelines.journal import InputResult, RunJournal
 from pipelines.layout import (
@@ -45,6 +46,7 @@ from pipelines.layout import (
     OUTPUT_FILES,
     REPORT_FILE,
     SHARDS_FOLDER,
+    SOURCES_FILE,
     SUMMARY_FILE,
     WORK_FOLDER,
 )
@@ -286,14 +288,39 @@ def write_outputs(
     for row in rows:
         for reason in row[Column.REJECT_REASONS]:
             counts[f"rejected_by_{reason['filter']}"] = counts.get(f"rejected_by_{reason['filter']}", 0) + 1
+    sources = [
+        {"source": result.source, "frames": result.counts.get("frames", 0), "fates": result.fates}
+        for result in results
+        if not result.error
+    ]
     output.write_bytes(CLIPS_TABLE, _parquet_bytes(rows))
-    output.write_text(ERRORS_FILE, "".join(json.dumps(error, ensure_ascii=False) + "\n" for error in errors))
-    summary = {"counts": counts, "thresholds": thresholds_summary(rules)}
+    output.write_text(ERRORS_FILE, _json_lines(errors))
+    output.write_text(SOURCES_FILE, _json_lines(sources))
+    summary = {"counts": counts, "frames": frames_summary(counts, rows), "thresholds": thresholds_summary(rules)}
     output.write_text(SUMMARY_FILE, json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
     with _timed(seconds, "report"):
         title = PurePosixPath(output.url()).name
-        output.write_text(REPORT_FILE, build_report(rows, summary, config, output.read_bytes, title=title))
+        page = build_report(rows, summary, config, output.read_bytes, sources=sources, title=title)
+        output.write_text(REPORT_FILE, page)
     return CurationResult(clips=len(kept), failed_inputs=len(errors), counts=counts)
+
+
+def frames_summary(counts: dict[str, int], rows: list[dict]) -> dict:
+    """Every source frame by fate (`curation/split/fates.py`), with the clips' frames split into kept and rejected
+    (by the first reason of each rejected clip); the fates add up to `total`."""
+    kept = sum(row[Column.NUM_FRAMES] for row in rows if row[Column.KEPT])
+    by_reason: dict[str, int] = {}
+    for row in rows:
+        if not row[Column.KEPT]:
+            reason = row[Column.REJECT_REASONS][0]["filter"]
+            by_reason[reason] = by_reason.get(reason, 0) + row[Column.NUM_FRAMES]
+    return {
+        "total": counts.get("frames", 0),
+        "in_kept_clips": kept,
+        "in_rejected_clips": counts.get(FATE_COUNTS[CLIP], 0) - kept,
+        "in_rejected_clips_by_reason": by_reason,
+        **{FATE_COUNTS[fate].removeprefix("frames_"): counts.get(FATE_COUNTS[fate], 0) for fate in FATES[1:]},
+    }
 
 
 def write_shards(kept: list[dict], output: Folder, config: CurationConfig) -> list[str]:
@@ -335,6 +362,10 @@ def _differences(old, new, prefix: str = "") -> list[str]:
             for difference in _differences(old.get(name), new.get(name), f"{prefix}{name}.")
         ]
     return [] if old == new else [prefix.rstrip(".")]
+
+
+def _json_lines(items: list[dict]) -> str:
+    return "".join(json.dumps(item, ensure_ascii=False) + "\n" for item in items)
 
 
 def _parquet_bytes(rows: list[dict]) -> bytes:

@@ -24,12 +24,14 @@ class InputResult:
     rows: list[dict] = field(default_factory=list)
     error: str | None = None
     counts: dict[str, int] = field(default_factory=dict)
+    fates: list[list] = field(default_factory=list)  # [start, end, fate] of every frame (curation/split/fates.py)
     node: str = ""  # the Ray node that split it, for tracing a cluster run
 
     def add(self, row: dict) -> None:
         """Take in one row of the stages (`pipelines/workers.py`): its counts, error and clip record."""
         for name, value in json.loads(row["counts"]).items():
             self.counts[name] = self.counts.get(name, 0) + value
+        self.fates += json.loads(row["fates"])
         if row["error"]:
             self.error = row["error"]
         if row["clip"]:

@@ -11,6 +11,7 @@ Every row has the same fields, whatever happened to its clip, so Ray's blocks al
   clip             the clip's record (`curation/record.py`), as JSON text ("" when there is no clip)
   error            why the input failed ("" when it did not)
   counts           split counts, as JSON text (on the first row of an input only)
+  fates            where every frame of the input went (`curation/split/fates.py`), as JSON text (first row only)
   frames           the frames later stages need, as .npz bytes (b"" once the last one used them)
   embeddings       the clip's CLIP frame embeddings, as .npz bytes, from the aesthetics stage to the caption match
   node             the Ray node that split the input (set by the job; kept in the run's journal)
@@ -47,7 +48,7 @@ from pipelines.storage import Folder, local_source, without_credentials
 log = logging.getLogger(__name__)
 
 # The fields of a row that come back to the driver (frames and embeddings stop at their stages).
-RESULT_FIELDS = ("source", "clips_in_source", "clip", "error", "counts", "node")
+RESULT_FIELDS = ("source", "clips_in_source", "clip", "error", "counts", "fates", "node")
 
 
 def split_stage(row: dict, output_dir: str, config: CurationConfig) -> list[dict]:
@@ -68,9 +69,11 @@ def split_stage(row: dict, output_dir: str, config: CurationConfig) -> list[dict
         return [stage_row(source, 0, error=f"splitting failed: {type(error).__name__}: {error}")]
     clips = [new_row(clip, source=without_credentials(source)) for clip in result.clips]
     if not clips:
-        return [stage_row(source, 0, counts=result.counts)]
+        return [stage_row(source, 0, counts=result.counts, fates=result.fates)]
     return [
-        stage_row(source, len(clips), clip=clip, counts=result.counts if index == 0 else {})
+        stage_row(source, len(clips), clip=clip, counts=result.counts, fates=result.fates)
+        if index == 0
+        else stage_row(source, len(clips), clip=clip)
         for index, clip in enumerate(clips)
     ]
 
@@ -247,13 +250,16 @@ WORKERS = {
 }
 
 
-def stage_row(source: str, clips_in_source: int, clip: dict | None = None, error: str = "", counts=None) -> dict:
+def stage_row(
+    source: str, clips_in_source: int, clip: dict | None = None, error: str = "", counts=None, fates=None
+) -> dict:
     return {
         "source": source,
         "clips_in_source": clips_in_source,
         "clip": _dump(clip) if clip else "",
         "error": error,
         "counts": json.dumps(counts or {}),
+        "fates": json.dumps(fates or []),
         "frames": b"",
         "embeddings": b"",
         "node": "",

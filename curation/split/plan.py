@@ -37,6 +37,7 @@ class Plan:
     scenes: int
     too_short: int  # scenes (or what was left after keyframe snapping) under min_seconds
     no_keyframe: int  # stream copy only: no keyframe inside the scene
+    too_short_spans: list[tuple[int, int]]  # the frames of scenes (or chunks) under min_seconds, [start, end)
 
 
 def plan_clips(scan: SceneScan, config: SplitConfig) -> Plan:
@@ -45,11 +46,13 @@ def plan_clips(scan: SceneScan, config: SplitConfig) -> Plan:
     min_frames = math.ceil(config.min_seconds * fps - 1e-6)
     max_frames = max(min_frames, math.floor(config.max_seconds * fps + 1e-6))
     clips: list[PlannedClip] = []
+    too_short_spans: list[tuple[int, int]] = []
     scenes = too_short = no_keyframe = 0
     for start, end, before, after in _scenes(scan):
         scenes += 1
         if end - start < min_frames:
             too_short += 1
+            too_short_spans.append((start, end))
             continue
         pieces = math.ceil((end - start) / max_frames)
         edges = [start + round(i * (end - start) / pieces) for i in range(pieces + 1)]
@@ -63,11 +66,13 @@ def plan_clips(scan: SceneScan, config: SplitConfig) -> Plan:
                 a = keyframe
             if b - a < min_frames:
                 too_short += 1
+                if config.reencode:  # short by itself; after keyframe snapping, it is alignment that lost it
+                    too_short_spans.append((a, b))
                 continue
             clips.append(
                 PlannedClip(a, b, before if i == 0 else "chunk", after if i == pieces - 1 else "chunk", start, end)
             )
-    return Plan(clips, scenes, too_short, no_keyframe)
+    return Plan(clips, scenes, too_short, no_keyframe, too_short_spans)
 
 
 def _scenes(scan: SceneScan):

@@ -9,6 +9,7 @@ from pathlib import Path
 from curation.config import SplitConfig
 from curation.record import ClipRecord
 from curation.split.detection import SceneScan, scan_video
+from curation.split.fates import FATE_COUNTS, Span, fate_counts, frame_fates
 from curation.split.plan import clip_key, content_hash, plan_clips
 from curation.split.writer import write_reencoded, write_stream_copy
 
@@ -20,6 +21,7 @@ class SplitResult:
     source: str
     clips: list[ClipRecord] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
+    fates: list[Span] = field(default_factory=list)  # where every frame went (`fates.py`)
 
 
 def split_video(source: str | Path, clips_dir: Path, output_root: Path, config: SplitConfig) -> SplitResult:
@@ -48,6 +50,10 @@ def split_video(source: str | Path, clips_dir: Path, output_root: Path, config: 
             too_short_written += 1
             continue
         result.clips.append(_record(scan, clip, len(result.clips), source, output_root, config))
+    boundaries = [(boundary.start, boundary.end) for boundary in scan.boundaries]
+    written_ranges = [(clip.start_frame, clip.end_frame) for clip in result.clips]
+    result.fates = frame_fates(scan.num_frames, boundaries, plan.too_short_spans, written_ranges)
+    frames_by_fate = fate_counts(result.fates)
     result.counts = {
         "frames": scan.num_frames,
         "scenes": plan.scenes,
@@ -55,6 +61,7 @@ def split_video(source: str | Path, clips_dir: Path, output_root: Path, config: 
         "scenes_too_short": plan.too_short + too_short_written,
         "scenes_without_keyframe": plan.no_keyframe,
         "clips": len(result.clips),
+        **{FATE_COUNTS[fate]: frames for fate, frames in frames_by_fate.items()},
     }
     return result
 

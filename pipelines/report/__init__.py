@@ -19,7 +19,7 @@ from pathlib import Path, PurePosixPath
 from curation.config import CurationConfig
 from curation.config_io import ConfigError, parse_override
 from pipelines.layout import REPORT_FILE
-from pipelines.report.read import ReportError, open_run, read_configs, read_rows, read_summary
+from pipelines.report.read import ReportError, open_run, read_configs, read_rows, read_sources, read_summary
 from pipelines.report.render import render
 from pipelines.report.what_if import compare, evaluate
 
@@ -64,11 +64,13 @@ def write_report(
     config, proposed = read_configs(output, config, overrides)
     rows = read_rows(output)
     summary = read_summary(output)
+    sources = read_sources(output)
     # 3. Compare, render, write.
     comparison = compare(rows, config, proposed, overrides)
     settings = (proposed or config).report
     title = PurePosixPath(output.url()).name
-    output.write_text(REPORT_FILE, render(rows, summary, config, output.read_bytes, comparison, settings, title))
+    page = render(rows, summary, config, output.read_bytes, comparison, settings, title, sources)
+    output.write_text(REPORT_FILE, page)
     before = comparison.before if comparison else evaluate(rows, config)
     after = comparison.after if comparison else None
     return ReportSummary(
@@ -91,12 +93,14 @@ def build_report(
     proposed: CurationConfig | None = None,
     overrides: Sequence[str] = (),
     title: str = "",
+    sources: Sequence[dict] = (),
 ) -> str:
     """The report page (self-contained HTML) of a run: `rows` as in clips.parquet, `summary` as in summary.json,
     `config` the run's. `read_clip(row[Column.PATH])` returns a clip file's bytes (its middle frame is the
     thumbnail).
 
     `proposed` is the run's config with `overrides` applied: the page then also shows what it would keep.
+    `sources` as in sources.jsonl: each source's timeline (none for a run written before it existed).
     """
     comparison = compare(rows, config, proposed, overrides)
-    return render(rows, summary, config, read_clip, comparison, (proposed or config).report, title)
+    return render(rows, summary, config, read_clip, comparison, (proposed or config).report, title, sources)

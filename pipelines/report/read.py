@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 
 from curation.config import CurationConfig
 from curation.config_io import load_config
-from pipelines.layout import CLIPS_TABLE, CONFIG_FILE, SUMMARY_FILE
+from pipelines.layout import CLIPS_TABLE, CONFIG_FILE, SOURCES_FILE, SUMMARY_FILE
 from pipelines.storage import Folder, LocationError
 
 RUN_FILES = (CLIPS_TABLE, SUMMARY_FILE, CONFIG_FILE)
@@ -70,3 +70,14 @@ def read_summary(output: Folder) -> dict:
     if not isinstance(summary, dict) or not isinstance(summary.get("counts"), dict):
         raise ReportError(f"{where}: not a summary.json of svd curate (no counts)")
     return summary
+
+
+def read_sources(output: Folder) -> list[dict]:
+    """sources.jsonl: each source's frames and where they went; [] for a run written before it existed."""
+    if not output.exists(SOURCES_FILE):
+        return []
+    where = output.url(SOURCES_FILE)
+    try:
+        return [json.loads(line) for line in output.read_text(SOURCES_FILE).splitlines() if line.strip()]
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ReportError(f"{where}: cannot be read: {error}") from None

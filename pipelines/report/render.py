@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from curation.config import CurationConfig, ReportConfig
 from curation.filtering import Rule
 from curation.record import DECODE_FAILED, SCORES, Column
+from curation.split.fates import ALIGNMENT, CLIP, FATE_COUNTS, TOO_SHORT, TRANSITION
 from pipelines.report.thumbnails import Thumbnails
 from pipelines.report.what_if import (
     Alternative,
@@ -37,6 +38,11 @@ SCORE_LABELS = {
 # Page layout: sizes of the inline SVG histograms (px).
 PLOT_WIDTH, PLOT_HEIGHT, PLOT_MARGIN = 360, 120, 28
 KEPT_COLOUR, REJECTED_COLOUR, PROPOSED_COLOUR = "#3f8f3f", "#c0503c", "#2563eb"
+# Source timelines: the strip's size (px), the colours of the frames that no clip holds, and of rejected clips
+# by reason (in the order the reasons first appear; the last colour repeats).
+STRIP_WIDTH, STRIP_HEIGHT = 720, 14
+FATE_COLOURS = {TRANSITION: "#555555", TOO_SHORT: "#c9c9c9", ALIGNMENT: "#e6a23c"}
+REASON_COLOURS = ("#c0503c", "#8e44ad", "#d35400", "#b03a6a", "#7f3f1f", "#a93226")
 
 # Counts of summary.json in the order the stages produce them; any other count follows, by name.
 COUNT_ORDER = (
@@ -48,6 +54,7 @@ COUNT_ORDER = (
     "scenes_too_short",
     "scenes_without_keyframe",
     "clips",
+    *FATE_COUNTS.values(),
 )
 COUNT_END = ("rejected", "kept", "shards")
 
@@ -60,9 +67,11 @@ def render(
     comparison: Comparison | None,
     settings: ReportConfig,
     title: str,
+    sources: Sequence[dict] = (),
 ) -> str:
-    """The page of a run (`rows` as in clips.parquet, `summary` as in summary.json, `config` the run's), with
-    `comparison` when overrides change the filter; `settings` are the report's (the overrides' if any)."""
+    """The page of a run (`rows` as in clips.parquet, `summary` as in summary.json, `config` the run's, `sources`
+    as in sources.jsonl), with `comparison` when overrides change the filter; `settings` are the report's (the
+    overrides' if any)."""
     before = comparison.before if comparison else evaluate(rows, config)
     shown = comparison.proposed if comparison else config
     early = cut_short(rows, config)
@@ -70,6 +79,7 @@ def render(
         f"<h1>Curation report{': ' + _text(title) if title else ''}</h1>",
         _intro(rows, before, comparison, early),
         _counts_section(summary),
+        _timelines_section(sources, rows, before, settings.timelines),
         _histograms_section(rows, before, comparison, settings.histogram_bins),
         _what_if_section(rows, shown, comparison, early, settings.what_if_fractions),
         "<h2>Contact sheets</h2>",
@@ -130,6 +140,57 @@ def _counts_section(summary: dict) -> str:
         "<section id='counts'><h2>Counts per stage</h2>"
         f"<table><tr><th>stage</th><th>count</th></tr>{rows}</table>"
         "<p class='note'>A clip rejected by two filters counts under both.</p></section>"
+    )
+
+
+def _timelines_section(sources: Sequence[dict], rows: Sequence[dict], outcome: Outcome, limit: int) -> str:
+    """One strip per source: where its frames went (kept or rejected clips, transitions, too short, alignment)."""
+    if not sources:
+        return ""
+    clips: dict[str, list[dict]] = {}
+    for row in rows:
+        clips.setdefault(row[Column.SOURCE], []).append(row)
+    reasons = [name for name in reason_names(outcome)]
+    reason_colour = {name: REASON_COLOURS[min(i, len(REASON_COLOURS) - 1)] for i, name in enumerate(reasons)}
+    strips = [_strip(source, clips.get(source["source"], []), outcome, reason_colour) for source in sources[:limit]]
+    more = f" ({len(sources) - limit} more not shown)" if len(sources) > limit else ""
+    legend = [(KEPT_COLOUR, "kept clip")] + [(colour, f"rejected by {name}") for name, colour in reason_colour.items()]
+    legend += [(FATE_COLOURS[fate], text) for fate, text in _FATE_TEXT.items()]
+    keys = " ".join(f"<span style='color:{colour}'>&#9632; {_text(text)}</span>" for colour, text in legend)
+    return (
+        f"<section id='timelines'><h2>Where the footage went: {len(sources)} sources{more}</h2>"
+        f"<p class='note'>{keys}</p>{''.join(strips)}</section>"
+    )
+
+
+_FATE_TEXT = {
+    TRANSITION: "transition",
+    TOO_SHORT: "scene too short",
+    ALIGNMENT: "lost to alignment (before a keyframe, or cut off at a clip's end)",
+}
+
+
+def _strip(source: dict, clips: list[dict], outcome: Outcome, reason_colour: dict[str, str]) -> str:
+    frames = max(1, source["frames"])
+    spans = [(start, end, FATE_COLOURS[fate], _FATE_TEXT[fate]) for start, end, fate in source["fates"] if fate != CLIP]
+    for row in clips:
+        key = row[Column.KEY]
+        if key in outcome.kept:
+            colour, why = KEPT_COLOUR, "kept"
+        else:
+            first = outcome.reasons.get(key, [{"filter": "?"}])[0]["filter"]
+            colour, why = reason_colour.get(first, REASON_COLOURS[-1]), f"rejected by {first}"
+        spans.append((row[Column.START_FRAME], row[Column.END_FRAME], colour, f"{key}: {why}"))
+    shapes = [
+        f"<rect x='{start / frames * STRIP_WIDTH:.2f}' y='0' width='{max((end - start) / frames * STRIP_WIDTH, 0.5):.2f}'"
+        f" height='{STRIP_HEIGHT}' fill='{colour}'><title>frames {start}-{end}: {_text(what)}</title></rect>"
+        for start, end, colour, what in sorted(spans)
+    ]
+    name = source["source"].rsplit("/", 1)[-1]
+    return (
+        f"<div class='timeline'><div class='note'>{_text(name)}: {source['frames']} frames</div>"
+        f"<svg width='{STRIP_WIDTH}' height='{STRIP_HEIGHT}' role='img' aria-label='timeline of {_text(name)}'>"
+        f"{''.join(shapes)}</svg></div>"
     )
 
 
