@@ -58,9 +58,26 @@ class SplitConfig(StageConfig):
     detect_width: int = Field(256, ge=16, description="frames are decoded once, at this width, for detection")
     detectors: list[DetectorConfig] = Field(default_factory=_paper_cascade, min_length=1)
     transitions: TransitionConfig = Field(default_factory=TransitionConfig)
-    reencode: bool = Field(False, description="false: stream copy from a keyframe; true: frame-exact libx264")
-    crf: int = Field(18, ge=0, le=51)
+    cut: Literal["smart", "copy", "reencode"] = Field(
+        "smart",
+        description="smart: frame-exact, frames before the clip's first keyframe re-encoded and the rest copied; "
+        "copy: stream copy from the first keyframe inside the scene (the paper's); reencode: frame-exact libx264",
+    )
+    reencode: bool | None = Field(None, description="the older spelling: true = cut reencode, false = cut copy")
+    crf: int = Field(18, ge=0, le=51, description="libx264 quality of re-encoded frames (smart and reencode)")
     preset: str = "veryfast"
+    reencode_max_side: int | None = Field(
+        None, ge=16, description="cut reencode only: scale clips down to at most this long side (even sizes)"
+    )
+
+    @model_validator(mode="after")
+    def _older_reencode(self) -> SplitConfig:
+        if self.reencode is not None:
+            wanted = "reencode" if self.reencode else "copy"
+            if "cut" in self.model_fields_set and self.cut != wanted:
+                raise ValueError(f"reencode={self.reencode} contradicts cut={self.cut}: set only cut")
+            self.cut = wanted
+        return self
 
 
 class FarnebackConfig(StrictModel):

@@ -58,7 +58,7 @@ class Column(StrEnum):
     TRANSITION_AFTER = "transition_after", str, Stage.SPLIT  # ...: end, cut, fade, gradual, chunk
     SCENE_START_FRAME = "scene_start_frame", int, Stage.SPLIT  # the clean shot the clip came from
     SCENE_END_FRAME = "scene_end_frame", int, Stage.SPLIT
-    WRITTEN_BY = "written_by", str, Stage.SPLIT  # "copy" (stream copy from a keyframe) or "reencode" (frame-exact)
+    WRITTEN_BY = "written_by", str, Stage.SPLIT  # copy (from a keyframe), smart (head re-encoded, rest copied), reencode
     PATH = "path", str, Stage.SPLIT, False  # of the clip file, relative to OUT (the shard holds the bytes)
     NOTE = "note", str, Stage.SPLIT  # e.g. that the source was truncated and only its readable part was used
     MOTION_SCORE = "motion_score", float, Stage.MOTION

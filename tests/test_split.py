@@ -71,9 +71,9 @@ def test_gradual_transitions_are_covered_whole(video):
         )
 
 
-@pytest.mark.parametrize("reencode", [False, True], ids=["stream-copy", "reencode"])
-def test_clips_hold_one_shot_and_their_recorded_frames(video, reencode, tmp_path):
-    config = SplitConfig(reencode=reencode)
+@pytest.mark.parametrize("cut", ["copy", "reencode", "smart"])
+def test_clips_hold_one_shot_and_their_recorded_frames(video, cut, tmp_path):
+    config = SplitConfig(cut=cut)
     result = split_video(video.path, tmp_path / "clips", tmp_path, config)
     assert result.clips
     source_frames = decode(video.path)
@@ -84,7 +84,7 @@ def test_clips_hold_one_shot_and_their_recorded_frames(video, reencode, tmp_path
         assert len(frames) == clip.num_frames == clip.end_frame - clip.start_frame
         assert clip.num_frames >= config.min_seconds * video.fps
         # The record's range is what was written: the clip's frames are the source's frames there.
-        tolerance = 6.0 if reencode else 0.0
+        tolerance = 0.0 if clip.written_by == "copy" else 6.0
         for offset in (0, clip.num_frames // 2, clip.num_frames - 1):
             expected = source_frames[clip.start_frame + offset].astype(float)
             assert np.abs(frames[offset].astype(float) - expected).mean() <= tolerance
@@ -121,10 +121,29 @@ def test_length_policy_drops_short_and_chunks_long(tmp_path):
 def test_stream_copy_starts_on_a_keyframe_inside_the_scene(tmp_path):
     timeline = [Shot("moving", 3.0), Transition("cut"), Shot("moving", 5.0, speed=3.0)]
     video = make_video(tmp_path / "gop.mp4", timeline, keyframe_seconds=2.0)
-    result = split_video(video.path, tmp_path / "clips", tmp_path, SplitConfig())
+    result = split_video(video.path, tmp_path / "clips", tmp_path, SplitConfig(cut="copy"))
     second = result.clips[-1]
     assert second.start_frame == 96  # first keyframe (every 48 frames) after the cut at 72
     assert second.written_by == "copy"
+
+
+def test_smart_cut_starts_at_the_scene_and_copies_from_the_keyframe(tmp_path):
+    """No keyframe at the cut (72; keyframes every 48 frames): frames 72-95 are re-encoded, 96 on copied."""
+    timeline = [Shot("moving", 3.0), Transition("cut"), Shot("moving", 5.0, speed=3.0)]
+    video = make_video(tmp_path / "gop.mp4", timeline, keyframe_seconds=2.0)
+    result = split_video(video.path, tmp_path / "clips", tmp_path, SplitConfig())  # cut: smart, the default
+    first, second = result.clips
+    assert (first.start_frame, first.written_by) == (0, "copy")  # starts on a keyframe: nothing to re-encode
+    assert (second.start_frame, second.scene_start_frame, second.written_by) == (72, 72, "smart")
+    source = decode(video.path)
+    frames = decode(tmp_path / second.path)
+    assert len(frames) == second.num_frames >= 5 * video.fps - 2  # at most the B-frame tail is left out
+    for offset, frame in enumerate(frames):
+        difference = np.abs(frame.astype(float) - source[72 + offset].astype(float))
+        if 72 + offset < 96:
+            assert difference.mean() <= 6.0  # re-encoded at crf 18
+        else:
+            assert difference.max() == 0  # copied packets decode to the source's very frames
 
 
 def test_keys_are_stable_across_reruns(tmp_path):

@@ -114,8 +114,8 @@ def test_rotation_metadata_is_kept(tmp_path):
             if packet.dts is not None:
                 packet.stream = stream
                 target.mux(packet)
-    for reencode in (False, True):
-        result = split_video(rotated, tmp_path / f"clips{reencode}", tmp_path, SplitConfig(reencode=reencode))
+    for cut in ("copy", "reencode", "smart"):
+        result = split_video(rotated, tmp_path / f"clips-{cut}", tmp_path, SplitConfig(cut=cut))
         clip = result.clips[0]
         assert (clip.width, clip.height, clip.rotation) == (96, 128, 90)
         with av.open(str(tmp_path / clip.path)) as written:
@@ -157,9 +157,10 @@ def test_curate_cli_reports_bad_inputs_and_keeps_the_rest(tmp_path):
     errors = [json.loads(line) for line in (out / "errors.jsonl").read_text().splitlines()]
     assert errors == [{"input": str(bad), "error": "empty file (0 bytes)"}]
     rows = pq.read_table(out / "clips.parquet").to_pylist()
-    # Stream copy: the second shot starts at the keyframe at 96; clips may end a few frames early (B-frames).
-    assert [row["start_frame"] for row in rows] == [0, 96]
-    assert 69 <= rows[0]["num_frames"] <= 72 and 45 <= rows[1]["num_frames"] <= 48
+    # Smart cut (the default): the second shot starts at its cut (72), not at the keyframe at 96; clips may end
+    # a few frames early (B-frames).
+    assert [row["start_frame"] for row in rows] == [0, 72]
+    assert 69 <= rows[0]["num_frames"] <= 72 and 69 <= rows[1]["num_frames"] <= 72
     assert all((out / row["path"]).is_file() and row["kept"] for row in rows)
     assert json.loads((out / "summary.json").read_text())["counts"]["failed_inputs"] == 1
     assert (out / "config.yaml").is_file()

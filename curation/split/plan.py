@@ -41,7 +41,7 @@ class Plan:
 
 
 def plan_clips(scan: SceneScan, config: SplitConfig) -> Plan:
-    """Apply the length policy to the shots between boundaries; snap starts to keyframes for stream copy."""
+    """Apply the length policy to the shots between boundaries; snap starts to keyframes for `cut: copy`."""
     fps = scan.info.fps
     min_frames = math.ceil(config.min_seconds * fps - 1e-6)
     max_frames = max(min_frames, math.floor(config.max_seconds * fps + 1e-6))
@@ -58,7 +58,7 @@ def plan_clips(scan: SceneScan, config: SplitConfig) -> Plan:
         edges = [start + round(i * (end - start) / pieces) for i in range(pieces + 1)]
         for i in range(pieces):
             a, b = edges[i], edges[i + 1]
-            if not config.reencode:
+            if config.cut == "copy":
                 keyframe = _next_keyframe(scan.keyframes, a)
                 if keyframe is None or keyframe >= b:
                     no_keyframe += 1
@@ -66,7 +66,7 @@ def plan_clips(scan: SceneScan, config: SplitConfig) -> Plan:
                 a = keyframe
             if b - a < min_frames:
                 too_short += 1
-                if config.reencode:  # short by itself; after keyframe snapping, it is alignment that lost it
+                if config.cut != "copy":  # short by itself; after keyframe snapping, it is alignment that lost it
                     too_short_spans.append((a, b))
                 continue
             clips.append(

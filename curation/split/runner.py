@@ -11,7 +11,7 @@ from curation.record import ClipRecord
 from curation.split.detection import SceneScan, scan_video
 from curation.split.fates import FATE_COUNTS, Span, fate_counts, frame_fates
 from curation.split.plan import clip_key, content_hash, plan_clips
-from curation.split.writer import write_reencoded, write_stream_copy
+from curation.split.writer import write_reencoded, write_smart_cut, write_stream_copy
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +36,10 @@ def split_video(source: str | Path, clips_dir: Path, output_root: Path, config: 
     keys = [clip_key(source.name, source_hash, clip.start, clip.end) for clip in plan.clips]
     paths = [clips_dir / f"{key}.mp4" for key in keys]
     clips_dir.mkdir(parents=True, exist_ok=True)
-    if config.reencode:
-        written = write_reencoded(scan, plan.clips, paths, config.crf, config.preset)
+    if config.cut == "reencode":
+        written = write_reencoded(scan, plan.clips, paths, config.crf, config.preset, config.reencode_max_side)
+    elif config.cut == "smart":
+        written = write_smart_cut(scan, plan.clips, paths, config.crf, config.preset)
     else:
         written = write_stream_copy(scan, plan.clips, paths)
 
@@ -96,7 +98,7 @@ def _record(scan: SceneScan, clip, clip_index: int, source: Path, output_root: P
         transition_after=clip.planned.after,
         scene_start_frame=clip.planned.scene_start,
         scene_end_frame=clip.planned.scene_end,
-        written_by="reencode" if config.reencode else "copy",
+        written_by=clip.written_by,
         path=str(clip.path.relative_to(output_root)),
         note=note,
     )
