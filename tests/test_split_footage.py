@@ -76,8 +76,8 @@ def test_clips_are_recorded_inside_the_montage_and_long_enough(runs, name):
             "real_a",
             marks=xfail(
                 "the dissolves bikes_bridge -> carphone (frames 162-181) and bikes_taxi_van -> carphone_still "
-                "(570-599) are missed: clip [132, 263) holds the first (1 of 2 clips impure at 2ca99fd, stream "
-                "copy); with the smart cut in progress [542, 665) holds the second too (2 of 6)"
+                "(570-599) are missed: clips [132, 263) and [542, 665) run through them (2 of 6 clips impure; "
+                "1 of 2 with cut=copy, which drops the second scene for want of a keyframe)"
             ),
         ),
     ],
@@ -92,17 +92,17 @@ def test_no_clip_holds_two_shots_or_a_transition(runs, name):
         pytest.param(
             "music_video",
             marks=xfail(
-                "15% of the frames of shots >= 2.5 s kept (75 of 485, only mv_still) at 2ca99fd; 28% (137) with "
-                "the smart cut in progress: spurious gradual boundaries every 0.2-0.5 s in the moving close-ups "
+                "28% of the frames of shots >= 2.5 s kept (137 of 485: mv_still 75 of 75, mv_arches 62 of 89, "
+                "the rest 0; cut=copy 15%): spurious gradual boundaries every 0.2-0.5 s in the moving close-ups "
                 "leave scenes under min_seconds"
             ),
         ),
         pytest.param(
             "real_a",
             marks=xfail(
-                "19% of the frames of shots >= 2.5 s kept (132 of 696, only bbb_wide) at 2ca99fd, stream copy "
-                "finding no keyframe in most scenes; 46% (318) with the smart cut in progress, still 0 of "
-                "carphone, bikes_taxi_van, carphone_still (impure clips) and bbb_sky_pan (a boundary in its pan)"
+                "46% of the frames of shots >= 2.5 s kept (318 of 696; cut=copy 19%, no keyframe in most scenes): "
+                "0 of carphone, bikes_taxi_van, carphone_still (impure clips) and bbb_sky_pan (a boundary in its "
+                "pan), bikes_legs 52 of 65, bbb_bunny 70 of 122, bikes_overhead 64 of 65, bbb_wide 132 of 132"
             ),
         ),
     ],
