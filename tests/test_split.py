@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from curation.config import SplitConfig
+from curation.footage import keyframes, real_montage_a
 from curation.split.detection import scan_video
 from curation.split.runner import split_video
 from curation.synthetic import Shot, SyntheticVideo, Transition, make_video, sample_timeline
@@ -153,3 +154,25 @@ def test_keys_are_stable_across_reruns(tmp_path):
     assert [c.key for c in first.clips] == [c.key for c in second.clips]
     assert len({c.key for c in first.clips}) == len(first.clips)
     assert all("." not in c.key and "/" not in c.key for c in first.clips)
+
+
+def test_smart_cut_on_real_footage_copies_exactly_and_re_encodes_only_heads(tmp_path):
+    """A montage of real shots with x264's own keyframes (at hard cuts, not after dissolves, fades or wipes)."""
+    source = real_montage_a(tmp_path / "real_a.mp4").path
+    result = split_video(source, tmp_path / "clips", tmp_path, SplitConfig())
+    kinds = {clip.written_by for clip in result.clips}
+    # Clips after a dissolve, fade or wipe start between keyframes: their frames up to the next keyframe (all of
+    # them when the clip ends first) are re-encoded; clips after a hard cut start on a keyframe and are copied.
+    assert kinds & {"smart", "reencode"} and "copy" in kinds
+    frames = decode(source)
+    keys = set(keyframes(source))
+    for clip in result.clips:
+        first_key = min((index for index in keys if index >= clip.start_frame), default=len(frames))
+        written = decode(tmp_path / clip.path)
+        assert len(written) == clip.num_frames
+        for offset, frame in enumerate(written):
+            difference = np.abs(frame.astype(float) - frames[clip.start_frame + offset].astype(float))
+            if clip.start_frame + offset < first_key:
+                assert difference.mean() <= 6.0  # re-encoded head
+            else:
+                assert difference.max() == 0  # copied from the keyframe on

@@ -228,15 +228,13 @@ class _Splice:
             self.active, self.clip, self.path = True, clip, path
             self.head: list[av.Packet] = []
             self.copied: list[av.Packet] = []
-            self.stopped = False
             if clip.start > first:  # frames before the next keyframe: decode this GOP, re-encode them
                 self.head = self._encode(gop, clip.start, min(clip.end, after))
                 return clip.end <= after
         limit = self.scan.pts[self.clip.end] if self.clip.end < self.scan.num_frames else None
         for packet in gop:
             if limit is not None and packet.pts >= limit:
-                self.stopped = True  # in decode order: what follows may reference this frame
-                return True
+                return True  # in decode order: what follows may reference this frame
             if packet.pts >= self.scan.pts[max(self.clip.start, first)]:
                 self.copied.append(packet)
         return self.clip.end <= after

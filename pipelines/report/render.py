@@ -150,8 +150,9 @@ def _timelines_section(sources: Sequence[dict], rows: Sequence[dict], outcome: O
     clips: dict[str, list[dict]] = {}
     for row in rows:
         clips.setdefault(row[Column.SOURCE], []).append(row)
-    reasons = [name for name in reason_names(outcome)]
-    reason_colour = {name: REASON_COLOURS[min(i, len(REASON_COLOURS) - 1)] for i, name in enumerate(reasons)}
+    reason_colour = {
+        name: REASON_COLOURS[min(i, len(REASON_COLOURS) - 1)] for i, name in enumerate(reason_names(outcome))
+    }
     strips = [_strip(source, clips.get(source["source"], []), outcome, reason_colour) for source in sources[:limit]]
     more = f" ({len(sources) - limit} more not shown)" if len(sources) > limit else ""
     legend = [(KEPT_COLOUR, "kept clip")] + [(colour, f"rejected by {name}") for name, colour in reason_colour.items()]
