@@ -6,6 +6,10 @@
   (c) ours: `curation.split.split_video(...)` with `SplitConfig()` defaults: one decode, the 3-detector
       cascade, transition trimming and clip writing (stream copy).
 
+With `--transnetv2`, two more: the same cascade plus a `kind: transnetv2` detector (on CUDA when there is
+one), (d) in mode `all` (every frame scored) and (e) in mode `candidates` (only the windows around the cheap
+detectors' candidates); an untimed scan says how many frames (e) scored.
+
 Runs are interleaved (a, b, c, a, b, c, ...) so the noise of a shared machine hits all alike; the best
 of `--repeats` counts. Targets from the issue: (c) at most 1.5x (a), and faster than (b).
 
@@ -16,6 +20,7 @@ decode heavier than typical footage.
     python benchmarks/split_speed.py                      # 3-minute synthetic 720p30 video, 1 repeat
     python benchmarks/split_speed.py --repeats 3 --minutes 5
     python benchmarks/split_speed.py --input my_video.mp4
+    python benchmarks/split_speed.py --transnetv2            # + (d) and (e): minutes on a CPU
 """
 
 from __future__ import annotations
@@ -34,7 +39,8 @@ import av
 import scenedetect
 from machine import machine_description
 
-from curation.config import SplitConfig
+from curation.config import DetectorConfig, SplitConfig
+from curation.split.detection import scan_video
 from curation.split.runner import split_video
 from curation.synthetic import Shot, Transition, make_video, repeat_timeline
 
@@ -105,10 +111,15 @@ def run_scenedetect(path: Path) -> None:
         subprocess.run(scenedetect_cli(path), cwd=work, check=True, stdout=subprocess.DEVNULL)
 
 
-def run_split(path: Path) -> dict:
+def with_transnetv2(mode: str) -> SplitConfig:
+    """The default cascade plus TransNetV2 in `mode`."""
+    return SplitConfig(detectors=[*SplitConfig().detectors, DetectorConfig(kind="transnetv2", mode=mode)])
+
+
+def run_split(path: Path, config: SplitConfig | None = None) -> dict:
     with tempfile.TemporaryDirectory() as work:
         root = Path(work)
-        return split_video(path, root / "clips", root, SplitConfig()).counts
+        return split_video(path, root / "clips", root, config or SplitConfig()).counts
 
 
 def main() -> None:
@@ -116,6 +127,7 @@ def main() -> None:
     parser.add_argument("--input", type=Path, help="an existing video (default: a cached synthetic one)")
     parser.add_argument("--minutes", type=float, default=3.0, help="length of the synthetic video")
     parser.add_argument("--repeats", type=int, default=1, help="interleaved repeats; the best one counts")
+    parser.add_argument("--transnetv2", action="store_true", help="also (d) and (e): the cascade + TransNetV2")
     args = parser.parse_args()
 
     path = args.input or synthetic_video(args.minutes)
@@ -126,11 +138,19 @@ def main() -> None:
         "(b) scenedetect detect-content (CLI)": lambda: run_scenedetect(path),
         "(c) curation.split.split_video": lambda: run_split(path),
     }
+    transnet = {"(d) ... + transnetv2, mode all": "all", "(e) ... + transnetv2, mode candidates": "candidates"}
+    if args.transnetv2:
+        from curation.split import transnet as model
+
+        device = model.load().device  # loaded once, before any timing
+        for name, mode in transnet.items():
+            paths[name] = lambda mode=mode: run_split(path, with_transnetv2(mode))
     best = dict.fromkeys(paths, float("inf"))
+    found = {}
     for _ in range(args.repeats):
         for name, run in paths.items():
             start = time.perf_counter()
-            run()
+            found[name] = run()
             best[name] = min(best[name], time.perf_counter() - start)
     counts = run_split(path)  # untimed: what the split found, for the record
 
@@ -146,6 +166,11 @@ def main() -> None:
     )
     print(f"scenedetect: {shlex.join(scenedetect_cli(path))} (cwd: a temp folder)")
     print(f"split:       {counts}")
+    if args.transnetv2:
+        scored = scan_video(path, with_transnetv2("candidates")).model_frames  # untimed
+        for name in transnet:
+            print(f"{name[:3]}:         {found[name]}")
+        print(f"transnetv2:  on {device}; (e) scored {scored} of {frames} frames ({scored / frames:.0%})")
     print(f"repeats:     {args.repeats} interleaved, best counts\n")
 
     base = best["(a) PyAV decode only"]
@@ -159,6 +184,10 @@ def main() -> None:
     c_b = best["(c) curation.split.split_video"] / best["(b) scenedetect detect-content (CLI)"]
     print(f"\n(c)/(a) = {c_a:.2f}  (target: at most 1.5)  {'met' if c_a <= 1.5 else 'NOT met'}")
     print(f"(c)/(b) = {c_b:.2f}  (target: below 1)  {'met' if c_b < 1 else 'NOT met'}")
+    if args.transnetv2:
+        c = best["(c) curation.split.split_video"]
+        for name in transnet:
+            print(f"{name[:3]}/(a) = {best[name] / base:.2f}, {name[:3]}/(c) = {best[name] / c:.2f}")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from __future__ import annotations
 import string
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, model_serializer, model_validator
 
 from curation.config_io import StrictModel
 
@@ -21,14 +21,66 @@ class StageConfig(StrictModel):
 
 
 class DetectorConfig(StrictModel):
-    """One PySceneDetect detector of the cascade, fed the shared decoded frames at its own rate."""
+    """One detector of the cascade, fed the shared decoded frames: a PySceneDetect detector (`content`,
+    `adaptive`, `threshold`) at its own rate, or TransNetV2 (`transnetv2`, curation/split/transnet.py) on
+    every frame, scaled to its 48x27 input. Each candidate it finds goes to the boundary refiner."""
 
-    kind: Literal["content", "adaptive", "threshold"]
+    kind: Literal["content", "adaptive", "threshold", "transnetv2"]
     fps: float | None = Field(None, gt=0, description="frames per second it sees; None = every frame")
-    threshold: float = Field(gt=0, description="content: score; adaptive: ratio; threshold: mean brightness")
+    threshold: float | None = Field(
+        None,
+        gt=0,
+        description="content: score; adaptive: ratio; threshold: mean brightness; "
+        "transnetv2: probability of its single-frame head (default 0.5, the original's)",
+    )
     # 0: every candidate reaches the refiner, which rejects pans and flashes. A longer minimum lets a pan's
     # rejected candidates suppress a real cut right after it.
     min_scene_seconds: float = Field(0.0, ge=0)
+    # transnetv2 only:
+    span_threshold: float = Field(
+        0.5, gt=0, lt=1, description="transnetv2: many-hot head probability that puts a frame in a transition"
+    )
+    mode: Literal["auto", "all", "candidates"] = Field(
+        "auto",
+        description="transnetv2: all = every frame; candidates = only windows around the candidates of the "
+        "cascade's content and adaptive detectors, run again at thresholds x candidates_scale (same scores "
+        "there as all); auto = all on a GPU, candidates on a CPU",
+    )
+    candidates_scale: float = Field(
+        0.5, gt=0, le=1, description="transnetv2, mode candidates: the cheap detectors' thresholds times this"
+    )
+    device: str = Field("auto", description="transnetv2: auto = CUDA when there is one, else the CPU")
+
+    @model_validator(mode="after")
+    def _kind_settings(self) -> DetectorConfig:
+        if self.kind == "transnetv2":
+            if self.threshold is None:
+                self.threshold = 0.5
+            if self.threshold >= 1:
+                raise ValueError(f"transnetv2: threshold {self.threshold} is a probability, below 1")
+            if self.fps is not None:
+                raise ValueError("transnetv2 sees every frame: leave fps unset")
+            return self
+        if self.threshold is None:
+            raise ValueError(f"{self.kind}: threshold is required")
+        fields = type(self).model_fields
+        only = [name for name in _TRANSNET_ONLY if getattr(self, name) != fields[name].default]  # a dump holds all
+        if only:
+            raise ValueError(f"{', '.join(only)}: for kind transnetv2 only, not {self.kind}")
+        return self
+
+
+    @model_serializer(mode="wrap")
+    def _without_other_kinds_settings(self, handler) -> dict:
+        """A PySceneDetect detector's dump (config.yaml, the run's saved config) leaves out TransNetV2's fields."""
+        data = handler(self)
+        if self.kind != "transnetv2":
+            for name in _TRANSNET_ONLY:
+                data.pop(name, None)
+        return data
+
+
+_TRANSNET_ONLY = ("span_threshold", "mode", "candidates_scale", "device")
 
 
 def _paper_cascade() -> list[DetectorConfig]:

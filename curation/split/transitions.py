@@ -11,8 +11,10 @@ cheap per-frame signals around each candidate and returns the span of frames tha
 
 A frame is part of the transition while it is dark, while brightness ramps (a fade), or while either
 difference stands clearly above the level of the shots on each side. A single sharp spike is a hard cut.
-Finally the last frame before and the first frame after the span are compared with motion compensation:
-if they show the same shot (a flash, a fast pan), the candidate is dropped.
+A detector that knows a transition's frames (TransNetV2's many-hot head) passes them with `add_span`: a
+candidate's span is widened to every such span it touches, within the same reach. Finally the last frame
+before and the first frame after the span are compared with motion compensation: if they show the same
+shot (a flash, a fast pan), the candidate is dropped, whatever found it.
 
 Signals are kept for a sliding window only, so memory does not grow with the length of the video.
 """
@@ -64,19 +66,37 @@ class _Signals:
     local: float  # the largest change of one grid cell against the previous frame
 
 
-class BoundaryRefiner:
-    """Feed every frame with `push` and candidate cuts with `add_candidate`; `finish` gives the boundaries."""
+def reach_frames(fps: float, settings: TransitionSettings) -> int:
+    """How far from its candidate a transition is measured, in frames: `max_transition_seconds`."""
+    return max(2, round(settings.max_transition_seconds * fps))
 
-    def __init__(self, fps: float, settings: TransitionSettings | None = None, detector_lag_frames: int = 0):
+
+class BoundaryRefiner:
+    """Feed every frame with `push` and candidate cuts with `add_candidate`; `finish` gives the boundaries.
+
+    `detector_lag_frames`: how late a detector may report a candidate and still have it measured.
+    `candidate_delay_frames`: how late a detector that scores windows of frames (TransNetV2) reports one;
+    candidates then settle that much later, so that they still settle in frame order.
+    """
+
+    def __init__(
+        self,
+        fps: float,
+        settings: TransitionSettings | None = None,
+        detector_lag_frames: int = 0,
+        candidate_delay_frames: int = 0,
+    ):
         self.settings = settings or TransitionSettings()
-        self.reach = max(2, round(self.settings.max_transition_seconds * fps))
+        self.reach = reach_frames(fps, self.settings)
         self.baseline = max(3, round(self.settings.baseline_seconds * fps))
         horizon = self.reach + self.baseline
-        # A candidate is settled once `horizon` frames after it are seen; detectors may report it late.
-        self.window: deque[_Signals] = deque(maxlen=2 * horizon + detector_lag_frames + 2)
+        # A candidate is settled once `horizon` (+ delay) frames after it are seen; detectors may report it late.
+        self.window: deque[_Signals] = deque(maxlen=2 * horizon + detector_lag_frames + candidate_delay_frames + 2)
         self.horizon = horizon
+        self.delay = candidate_delay_frames
         self.flash_frames = max(1, round(self.settings.flash_seconds * fps))
         self.candidates: list[int] = []
+        self.spans: list[tuple[int, int]] = []  # [start, end) a detector says are transition frames
         self.boundaries: list[Boundary] = []
         self.dark_runs: list[Boundary] = []
         self.dark_since: int | None = None
@@ -97,7 +117,7 @@ class BoundaryRefiner:
         signals = _Signals(index, grey, float(grey.mean()), change, residual, local)
         self._track_darkness(signals)
         self.window.append(signals)
-        self._settle(until=index - self.horizon)
+        self._settle(until=index - self.horizon - self.delay)
 
     def _track_darkness(self, signals: _Signals) -> None:
         """Dark runs are transition frames however long they last; their edges are candidates for fades."""
@@ -112,6 +132,13 @@ class BoundaryRefiner:
 
     def add_candidate(self, frame: int) -> None:
         self.candidates.append(frame)
+
+    def add_span(self, start: int, end: int) -> None:
+        """Frames [start, end) are a transition, says a detector: a candidate that touches them trims them all.
+
+        Only a candidate makes a boundary: a span alone does not, and the same-shot check still applies."""
+        if start < end:
+            self.spans.append((start, end))
 
     def finish(self) -> list[Boundary]:
         """Settle the remaining candidates; return every boundary, in order, overlapping ones merged."""
@@ -131,6 +158,8 @@ class BoundaryRefiner:
         if not ready:
             return
         self.candidates = [c for c in self.candidates if until is not None and c > until]
+        if self.spans and self.window:  # spans wholly behind the window can touch no candidate any more
+            self.spans = [span for span in self.spans if span[1] >= self.window[0].index]
         for candidate in ready:
             boundary = self._measure(candidate)
             if boundary is None:
@@ -177,6 +206,7 @@ class BoundaryRefiner:
             end -= 1
             if end < start:
                 end = start
+        start, end = self._widen(start, end, lo, hi)
 
         # A cut must separate two different shots. Compare frames just outside the span, a few on each
         # side, so that a flash (bright frames, then the same shot again) or a pan is not taken for one.
@@ -192,6 +222,17 @@ class BoundaryRefiner:
         dark = any(self._dark(frames.get(i)) for i in range(start, end))
         margin = s.margin_frames
         return Boundary(max(0, start - margin), end + margin, "fade" if dark else "gradual")
+
+    def _widen(self, start: int, end: int, lo: int, hi: int) -> tuple[int, int]:
+        """[start, end) grown by every span it touches (and those they touch), kept within frames lo..hi."""
+        grown = True
+        while grown:
+            grown = False
+            for a, b in self.spans:
+                a, b = max(a, lo), min(b, hi + 1)
+                if a < b and a <= end and start <= b and (a < start or b > end):
+                    start, end, grown = min(start, a), max(end, b), True
+        return start, end
 
     def _limits(self, shot: list[_Signals]) -> tuple[float, float, float]:
         """The `change`, `residual` and `local` a transition frame must exceed, from one shot's frames."""
