@@ -9,8 +9,9 @@ so every frame's shot or transition is known. On each, in one run:
     FFmpeg's `-s 48x27`), the package's `predict_frames` windows, scenes from single-frame predictions
     > 0.5 with the package's `predictions_to_scenes` (inclusive ends), every scene a clip;
   - ours, `curation.split.runner.split_video`, with each of `CONFIGS` (named `--set`-style overrides of
-    `SplitConfig`; add one with `--config NAME KEY=VALUE ...`): the paper's cascade with stream copy, and
-    the current default.
+    `SplitConfig`; add one with `--config NAME KEY=VALUE ...`): the paper's cascade (PySceneDetect's
+    detectors only) with stream copy and with the smart cut, and the current default (those + TransNetV2,
+    which on a CPU scores only the windows around the PySceneDetect candidates).
 
 Figures per splitter (`curation.footage.score_clips`): impure clips (frames of two shots or of a
 transition), frames kept (of the usable frames of shots at least 2.5 s long, in pure clips only), shots
@@ -54,13 +55,9 @@ from curation.split.runner import split_video
 LONG_SECONDS = 2.5  # the long shots: min_seconds (2) + 0.5
 
 
-def _paper_overrides() -> list[str]:
-    # The paper's cascade writes by stream copy; the field that says so is `cut` where it exists.
-    return ["cut=copy"] if "cut" in SplitConfig.model_fields else ["reencode=false"]
-
-
 CONFIGS: list[tuple[str, list[str]]] = [
-    ("paper cascade, stream copy", _paper_overrides()),
+    ("paper cascade, stream copy", ["detectors=paper", "cut=copy"]),
+    ("paper cascade, smart cut", ["detectors=paper"]),
     ("current default", []),
 ]
 

