@@ -124,7 +124,7 @@ def transnetv2(settings: dict) -> Iterator[dict]:
         if model.device.type == "cuda":
             torch.cuda.synchronize()
         seconds = time.perf_counter() - start
-        row = {"batch_windows": batch_windows, "frames": len(frames), "seconds": seconds}
+        row = {"batch_windows": batch_windows, "dtype": str(model.dtype), "frames": len(frames), "seconds": seconds}
         row["frames_per_s"] = len(frames) / seconds
         if model.device.type == "cuda":
             row["peak_gib"] = torch.cuda.max_memory_allocated() / 2**30
@@ -234,8 +234,8 @@ PARTS: list[Part] = [
     ),
     Part(
         "transnetv2",
-        "TransNetV2 (real weights) on 48x27 frames, 100-frame windows at a stride of 50, fp32; 16 (the split's "
-        "setting on a GPU), 64, 4 and 1 windows per forward pass",
+        "TransNetV2 (real weights) on 48x27 frames, 100-frame windows at a stride of 50, the split's precision "
+        "(auto: bf16 autocast where supported); 16 (the split's setting on a GPU), 64, 4 and 1 windows per pass",
         15,
         transnetv2,
         {"frames": 6400, "batch_windows": [16, 64, 4, 1], "warm_up": True},

@@ -50,6 +50,9 @@ class DetectorConfig(StrictModel):
         0.5, gt=0, le=1, description="transnetv2, mode candidates: the cheap detectors' thresholds times this"
     )
     device: str = Field("auto", description="transnetv2: auto = CUDA when there is one, else the CPU")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="transnetv2: auto = bf16 where the GPU or CPU computes it natively, else fp32 (CPU)"
+    )
 
     @model_validator(mode="after")
     def _kind_settings(self) -> DetectorConfig:
@@ -79,7 +82,7 @@ class DetectorConfig(StrictModel):
         return data
 
 
-_TRANSNET_ONLY = ("span_threshold", "mode", "candidates_scale", "device")
+_TRANSNET_ONLY = ("span_threshold", "mode", "candidates_scale", "device", "precision")
 
 
 def _paper_cascade() -> list[DetectorConfig]:
@@ -417,6 +420,9 @@ class RayConfig(StrictModel):
 
     address: str | None = None
     split_cpus: float = Field(1.0, gt=0, description="CPUs per split task (one source video each)")
+    split_gpus: float = Field(
+        0.0, ge=0, description="GPUs per split task: a share (e.g. 0.25) lets TransNetV2 score every frame there"
+    )
     motion_cpus: float = Field(1.0, gt=0, description="CPUs per motion task (decodes the frames of one clip)")
     ocr: ActorPoolConfig = Field(default_factory=ActorPoolConfig)
     clip: ActorPoolConfig = Field(default_factory=ActorPoolConfig)

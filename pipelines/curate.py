@@ -206,7 +206,10 @@ def stream_results(
     stage_args = {"output_dir": output.location, "config": config}
     dataset = ray.data.from_items([{"source": source} for source in sources], override_num_blocks=len(sources))
     dataset = dataset.flat_map(
-        split_on_node, fn_kwargs={"split": workers[Stage.SPLIT], **stage_args}, num_cpus=config.ray.split_cpus
+        split_on_node,
+        fn_kwargs={"split": workers[Stage.SPLIT], **stage_args},
+        num_cpus=config.ray.split_cpus,
+        num_gpus=config.ray.split_gpus,  # Ray hides the GPUs from a task that asks for none
     )
     if reads_frames(config):  # the motion task decodes every later stage's frames, even with motion off
         dataset = dataset.map(workers[Stage.MOTION], fn_kwargs=stage_args, num_cpus=config.ray.motion_cpus)

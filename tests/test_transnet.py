@@ -42,7 +42,7 @@ TIMELINE = [
 
 @pytest.fixture(scope="module")
 def model() -> transnet.TransNet:
-    return transnet.load("cpu")
+    return transnet.load("cpu", "fp32")  # the package's arithmetic: its scores to 1e-5
 
 
 @pytest.fixture(scope="module")
@@ -118,6 +118,17 @@ def test_windowed_batched_scores_equal_the_packages_predict_frames(model, real_f
     cuts = np.flatnonzero(package_scores[0] > 0.5)
     assert len(cuts) >= 3
     assert [frame for frame, _ in events.candidates] == (cuts + 1).tolist()  # one frame after each marked frame
+
+
+def test_bf16_scores_stay_close_to_the_packages_and_find_the_same_cuts(real_frames, package_scores):
+    """What `precision: auto` runs on a CPU with native bf16 (and on most GPUs): autocast, not the package's fp32."""
+    model = transnet.load("cpu", "bf16")
+    assert model.dtype == torch.bfloat16
+    single, many = model.predict(real_frames)
+    np.testing.assert_allclose(single, package_scores[0], atol=0.03, rtol=0)
+    np.testing.assert_allclose(many, package_scores[1], atol=0.03, rtol=0)
+    assert np.array_equal(single > 0.5, package_scores[0] > 0.5)
+    assert not np.array_equal(single, package_scores[0])  # it did run in bf16
 
 
 def test_selected_windows_get_the_same_scores(model, real_frames, package_scores):

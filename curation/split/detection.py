@@ -120,7 +120,7 @@ class _TransNetDetectors:
         decide_delay = max(0, _BEFORE + step + lag - transnet.CONTEXT)
         scales = []
         for spec in specs:
-            model = transnet.load(spec.device)
+            model = transnet.load(spec.device, spec.precision)
             select = spec.mode == "candidates" or (spec.mode == "auto" and model.device.type != "cuda")
             events = transnet.Events(spec.threshold, spec.span_threshold, 4 * reach, self._emit)
             self.streams.append(transnet.WindowStream(model, events, select=select, decide_delay=decide_delay))

@@ -252,7 +252,7 @@ class BoundaryRefiner:
 
     def _camera_motion(self, frames: dict[int, _Signals], start: int, end: int) -> bool:
         """Whether the span's frames change mostly by a global shift (a pan, its brightness changing or not):
-        in the median frame, motion compensation removes more than `pan_share` of the change."""
+        in the median frame, what motion compensation leaves is under `pan_share` of the change."""
         ratios = [frames[i].residual / frames[i].change for i in range(start, end) if i in frames and frames[i].change]
         return bool(ratios) and float(np.median(ratios)) < self.settings.pan_share
 
