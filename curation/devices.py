@@ -1,7 +1,7 @@
-"""Where the curation models run, and the one error a model that cannot be loaded gives.
+"""Where the curation models run.
 
 Every model stage (scores, captions) loads its model once per worker through these helpers, so device
-choice, half precision on GPU and the "cannot load" message are the same everywhere.
+choice and half precision on GPU are the same everywhere (the "cannot load" error is `curation.errors`').
 """
 
 from __future__ import annotations
@@ -13,19 +13,6 @@ import torch
 Precision = Literal["auto", "fp32", "fp16", "bf16"]
 # open_clip names a dtype by its own strings (create_model(precision=...)).
 OPEN_CLIP_PRECISION = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
-
-
-class ModelLoadError(RuntimeError):
-    """A model that cannot be loaded: names the stage, the model and how to point at a local copy.
-
-    Raised before any clip is processed, so a run never stops halfway for a missing model.
-    """
-
-    def __init__(self, stage: str, model: str, reason: str, config_key: str):
-        super().__init__(
-            f"{stage}: cannot load model {model!r}: {reason}. "
-            f"Give a local folder or file with --set {config_key}=PATH (no model hub is needed then)"
-        )
 
 
 def resolve_device(name: str = "auto") -> torch.device:

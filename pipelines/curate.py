@@ -27,14 +27,12 @@ import ray.data
 import yaml
 
 from curation.captions import text as captions
-from curation.captions.llm import EndpointError
 from curation.config import CurationConfig
 from curation.config_io import config_text
-from curation.devices import ModelLoadError
+from curation.errors import EndpointError, ModelLoadError
 from curation.filtering import apply_filter, thresholds_summary
 from curation.progress import track
 from curation.record import Column, Stage, shard_record
-from curation.scores import ocr, openclip
 from curation.split.fates import CLIP, FATE_COUNTS, FATES
 from curation.stages import cpus_needed, enabled_stages, reads_frames
 from pipelines.journal import InputResult, RunJournal
@@ -138,9 +136,15 @@ def run_curation(
     """
     seconds: dict[str, float] = {}
     with _timed(seconds, "preflight"):
-        if config.ocr.enabled:  # a model that cannot be loaded stops the run before any work
+        # A model that cannot be loaded stops the run before any work. Their modules import torch and the
+        # model libraries (seconds): only for the stages that run.
+        if config.ocr.enabled:
+            from curation.scores import ocr
+
             ocr.preflight(config.ocr)
         if config.clip.enabled:
+            from curation.scores import openclip
+
             openclip.preflight(config.clip)
         captions.preflight(config.caption)
     try:

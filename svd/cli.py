@@ -108,10 +108,9 @@ def curate(inputs, output_dir, config_path, overrides, address, restart, verbose
     Exit code 0 when every input was processed, 3 when some failed (see errors.jsonl), 2 for a usage error.
     """
     setup_logging(verbose, quiet)
-    from curation.captions.llm import EndpointError
     from curation.config import CurationConfig
     from curation.config_io import ConfigError, load_config
-    from curation.devices import ModelLoadError
+    from curation.errors import EndpointError, ModelLoadError
     from pipelines.curate import InputError, find_inputs, run_curation
     from pipelines.ray_runtime import ClusterError
     from pipelines.storage import without_credentials

@@ -10,7 +10,7 @@ from safetensors.torch import load_file, save_file
 from curation.captions.coca import CocaCaptioner
 from curation.captions.text import EMPTY, OK, Caption
 from curation.config import CocaConfig, GenerationConfig
-from curation.devices import ModelLoadError
+from curation.errors import ModelLoadError
 from curation.frame_sampling import middle_frame_index
 
 GREEDY = GenerationConfig(max_new_tokens=10)

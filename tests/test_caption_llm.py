@@ -19,7 +19,7 @@ from curation.captions.llm import EndpointError, HttpLlm, LocalLlm, load_llm, me
 from curation.captions.text import EMPTY, NO_INPUT, OK, Caption
 from curation.config import CurationConfig, GenerationConfig, LlmConfig, LlmHttpConfig
 from curation.config_io import ConfigError, load_config
-from curation.devices import ModelLoadError
+from curation.errors import ModelLoadError
 
 GREEDY = GenerationConfig(max_new_tokens=10)
 COCA = ["a man walking on a street", "a dog on the beach", None, "two people at a table in a kitchen"]

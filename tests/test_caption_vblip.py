@@ -11,7 +11,7 @@ from transformers import Blip2ForConditionalGeneration
 from curation.captions.text import EMPTY, OK
 from curation.captions.vblip import VBlipCaptioner, VideoBlipForConditionalGeneration
 from curation.config import GenerationConfig, VBlipConfig
-from curation.devices import ModelLoadError
+from curation.errors import ModelLoadError
 from curation.frame_sampling import uniform_frame_indices
 
 FRAMES = 4

@@ -21,7 +21,7 @@ from tiny_curation import TINY, config, read_shards, videos
 
 from curation.config import CurationConfig
 from curation.config_io import load_config
-from curation.devices import ModelLoadError
+from curation.errors import ModelLoadError
 from pipelines.curate import InputError, find_inputs, run_curation
 from pipelines.layout import WORK_FOLDER
 

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from curation.config import OcrConfig
-from curation.devices import ModelLoadError
+from curation.errors import ModelLoadError
 from curation.frame_sampling import key_indices
 from curation.scores.ocr import WEIGHTS_FILE, TextDetector, preflight
 from curation.synthetic import Shot, make_video

@@ -12,7 +12,7 @@ from PIL import Image
 from tiny_openclip import TINY_CLIP, WIDTH
 
 from curation.config import AestheticConfig, ClipConfig
-from curation.devices import ModelLoadError
+from curation.errors import ModelLoadError
 from curation.scores.openclip import AestheticPredictor, OpenClipScorer, preflight
 
 # The tensor names of the published sac+logos+ava1-l14-linearMSE.pth.

@@ -18,7 +18,8 @@ from PIL import Image
 from curation.captions.generation import check_frame, decode, loading
 from curation.captions.text import Caption
 from curation.config import CocaConfig, GenerationConfig
-from curation.devices import OPEN_CLIP_PRECISION, ModelLoadError, resolve_device, resolve_dtype
+from curation.devices import OPEN_CLIP_PRECISION, resolve_device, resolve_dtype
+from curation.errors import ModelLoadError
 
 STAGE = "caption.coca"
 

@@ -25,7 +25,7 @@ from transformers import (
 )
 
 from curation.config import GenerationConfig
-from curation.devices import ModelLoadError
+from curation.errors import ModelLoadError
 
 # step(tokens, items): next-token logits (rows, vocab) for `tokens` (rows, length), row r continuing the
 # sequence of batch item items[r] (beams repeat items; the model's per-item inputs are indexed by it).

@@ -23,14 +23,11 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from curation.captions.generation import hf_generate_kwargs, loading, seeded
 from curation.captions.text import NO_INPUT, Caption
 from curation.config import LlmConfig
-from curation.devices import ModelLoadError, resolve_device, resolve_dtype
+from curation.devices import resolve_device, resolve_dtype
+from curation.errors import EndpointError, ModelLoadError
 
 STAGE = "caption.llm"
 Chat = list[dict[str, str]]
-
-
-class EndpointError(RuntimeError):
-    """The OpenAI-compatible server cannot be reached or gave an unusable answer (one line, with the URL)."""
 
 
 def merge_messages(coca: str, vblip: str, config: LlmConfig) -> Chat:

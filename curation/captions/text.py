@@ -147,7 +147,7 @@ def preflight(config: CaptionConfig) -> None:
     Loading the captioners on the driver to check them would cost minutes and gigabytes; a hub id is checked
     by the workers when they load it (and still stops the run, with the same one-line error).
     """
-    from curation.devices import ModelLoadError  # devices imports torch; the split workers import this module
+    from curation.errors import ModelLoadError
 
     if not config.enabled:
         return

@@ -22,7 +22,8 @@ from easyocr.craft import CRAFT
 from easyocr.craft_utils import getDetBoxes
 
 from curation.config import OcrConfig
-from curation.devices import ModelLoadError, resolve_device, resolve_dtype
+from curation.devices import resolve_device, resolve_dtype
+from curation.errors import ModelLoadError
 
 WEIGHTS_FILE = "craft_mlt_25k.pth"  # EasyOCR's CRAFT detector, as shipped by EasyOCR and the offline package
 STRIDE = 32  # CRAFT's input must be a multiple of its VGG stride

@@ -27,7 +27,8 @@ from safetensors.torch import load_file
 from torch import nn
 
 from curation.config import AestheticConfig, ClipConfig
-from curation.devices import OPEN_CLIP_PRECISION, ModelLoadError, resolve_device, resolve_dtype
+from curation.devices import OPEN_CLIP_PRECISION, resolve_device, resolve_dtype
+from curation.errors import ModelLoadError
 
 URL_SCHEMES = ("http", "https")
 OPEN_CLIP_SCHEMES = ("hf-hub:", "local-dir:")  # model names that carry their own weights

@@ -16,18 +16,18 @@ JPEG_QUALITY = 80
 
 
 def thumbnail(data: bytes, num_frames: int | None, width: int) -> bytes:
-    """A JPEG of the clip's middle frame, as displayed (rotation applied), at most `width` px wide."""
+    """A JPEG of the clip's middle frame, as displayed (rotation applied), at most `width` px wide.
+
+    The decoder seeks to the keyframe before the middle and decodes from there (one GOP, not half the clip);
+    where that finds nothing (no frame rate, a clip shorter than its record) it decodes from the start.
+    """
     middle = (max(num_frames or 1, 1) - 1) // 2
-    frame = None
     with av.open(io.BytesIO(data), mode="r") as container:
         if not container.streams.video:
             raise ValueError("no video stream")
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
-        for index, decoded in enumerate(container.decode(stream)):
-            frame = decoded  # a clip shorter than its record says shows its last frame
-            if index >= middle:
-                break
+        frame = _seek_to(container, stream, middle) or _decode_to(container, stream, middle)
         if frame is None:
             raise ValueError("no frame could be decoded")
         sideways = round(frame.rotation / 90) % 2
@@ -37,6 +37,31 @@ def thumbnail(data: bytes, num_frames: int | None, width: int) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(image).save(buffer, format="JPEG", quality=JPEG_QUALITY)
     return buffer.getvalue()
+
+
+def _seek_to(container, stream, index: int) -> av.VideoFrame | None:
+    """Frame `index` (counting at the stream's average rate from its first timestamp), found by seeking."""
+    rate, start = stream.average_rate, stream.start_time or 0
+    if not rate or not stream.time_base or index == 0:
+        return None
+    target = start + int(index / rate / stream.time_base)
+    container.seek(target, stream=stream, backward=True, any_frame=False)
+    half_frame = 0.5 / rate / stream.time_base
+    for frame in container.decode(stream):
+        if frame.pts is not None and frame.pts >= target - half_frame:
+            return frame
+    return None
+
+
+def _decode_to(container, stream, index: int) -> av.VideoFrame | None:
+    """Frame `index` decoded from the start, or the last frame of a clip shorter than that."""
+    container.seek(0, stream=stream, backward=True)
+    frame = None
+    for count, decoded in enumerate(container.decode(stream)):
+        frame = decoded
+        if count >= index:
+            break
+    return frame
 
 
 @dataclass(frozen=True)
