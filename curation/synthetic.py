@@ -44,11 +44,17 @@ class Transition:
 
 @dataclass(frozen=True)
 class Span:
-    """Frames [start, end) of the written video, with what they show."""
+    """Frames [start, end) of a written video, with what they show (`kind`: a shot's or a transition's, or
+    "flash" / "pan"); `shot`: the index of the shot a shot or an event belongs to, where it is known."""
 
     start: int
     end: int
     kind: str
+    shot: int | None = None
+
+    @property
+    def frames(self) -> int:
+        return self.end - self.start
 
 
 @dataclass(frozen=True)

@@ -116,23 +116,20 @@ def precision_dtype(device: torch.device, precision: Precision = "auto") -> torc
     AVX512-BF16 or AMX), else fp16 on a GPU, fp32 on a CPU. On this project's 2-core AVX512-BF16 dev machine bf16
     scores 2-3x the frames per second of fp32, within 0.013 of its scores on the real-footage montages, and
     puts no frame on the other side of 0.5 (BENCHMARKS.md, "Splitting")."""
-    if precision != "auto":
-        return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
-    if device.type == "cuda":
-        return resolve_dtype(device)
+    if precision != "auto" or device.type == "cuda":
+        return resolve_dtype(device, precision)
     native_bf16 = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)()
     return torch.bfloat16 if native_bf16 else torch.float32
 
 
 def load(device: str = "auto", precision: Precision = "auto") -> TransNet:
-    """The network, loaded once per process, device and precision."""
-    resolved = resolve_device(device)
-    return _load(str(resolved), precision_dtype(resolved, precision))
+    """The network, loaded once per process for each (device, precision) asked for."""
+    return _load(device, precision)
 
 
 @functools.cache
-def _load(device: str, dtype: torch.dtype) -> TransNet:
-    return TransNet(device, {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}[dtype])
+def _load(device: str, precision: Precision) -> TransNet:
+    return TransNet(device, precision)
 
 
 class Events:
