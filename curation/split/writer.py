@@ -16,6 +16,8 @@ from __future__ import annotations
 import bisect
 import logging
 import os
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -156,6 +158,10 @@ def write_smart_cut(
     and its frames from the start re-encoded (libx264 without B-frames, parameter sets in the stream); the
     clip's packets from its first keyframe on are copied, the source's parameter sets put in front of that
     keyframe. A source the smart cut cannot splice (not 8-bit 4:2:0 H.264 in MP4/MOV form) is re-encoded.
+
+    The demux pass only gathers packets; each clip's head is encoded and its file muxed by one of
+    `writer_threads()` threads (FFmpeg's decoders and encoders run without Python's lock), a few clips ahead
+    of the demux at most, so the packets held stay a few GOPs' worth.
     """
     with open_video(scan.info.path) as probe:
         stream = probe.streams.video[0]
@@ -168,8 +174,9 @@ def write_smart_cut(
         return write_reencoded(scan, clips, paths, crf, preset)
     parameter_sets = _avcc_parameter_sets(extradata)
     pending = sorted(zip(clips, paths, strict=True), key=lambda item: item[0].start)
-    written: list[WrittenClip] = []
-    with open_video(scan.info.path) as source:
+    threads = writer_threads()
+    jobs: list[Future] = []
+    with open_video(scan.info.path) as source, ThreadPoolExecutor(threads, "smart-cut") as pool:
         stream = source.streams.video[0]
         splice = _Splice(scan, stream, crf, preset, parameter_sets)
         current = 0
@@ -180,15 +187,31 @@ def write_smart_cut(
                     done = splice.feed(clip, path, gop, first, after)
                     if not done:
                         break
-                    written += splice.finish()
+                    jobs.append(pool.submit(splice.finish()))
                     current += 1
+                    _wait_below(jobs, 2 * threads)
                 if current >= len(pending):
                     break
         except av.error.FFmpegError as error:  # a truncated source: keep what was read
             log.warning("%s: reading stopped early (%s)", scan.info.path, error.strerror or error)
         if current < len(pending) and splice.active:
-            written += splice.finish()
-    return written
+            jobs.append(pool.submit(splice.finish()))
+        return [clip for job in jobs for clip in job.result()]
+
+
+def writer_threads() -> int:
+    """Threads that write one source's clips: the CPUs this process may use (OMP_NUM_THREADS where set, as Ray
+    sets it to a task's CPUs), at most 4: past that the demux pass is the limit."""
+    allowed = os.environ.get("OMP_NUM_THREADS", "")
+    cpus = int(allowed) if allowed.isdigit() else len(os.sched_getaffinity(0))
+    return max(1, min(4, cpus))
+
+
+def _wait_below(jobs: list[Future], limit: int) -> None:
+    """Block until fewer than `limit` of `jobs` are running or queued."""
+    running = [job for job in jobs if not job.done()]
+    if len(running) >= limit:
+        wait(running, return_when=FIRST_COMPLETED)
 
 
 def _gops(source, stream, scan: SceneScan):
@@ -213,7 +236,8 @@ def _index(scan: SceneScan, pts: int) -> int:
 
 
 class _Splice:
-    """One clip being written: its re-encoded head packets, then its copied packets."""
+    """One clip being gathered from the demux pass: the GOP its head is re-encoded from, then its copied packets.
+    `finish` hands the encoding and muxing over as a job."""
 
     def __init__(self, scan: SceneScan, stream, crf: int, preset: str, parameter_sets: bytes):
         self.scan, self.stream, self.crf, self.preset = scan, stream, crf, preset
@@ -226,10 +250,10 @@ class _Splice:
             if clip.start >= after:  # the clip starts in a later GOP
                 return False
             self.active, self.clip, self.path = True, clip, path
-            self.head: list[av.Packet] = []
+            self.head_source: tuple[list[av.Packet], int, int] | None = None
             self.copied: list[av.Packet] = []
-            if clip.start > first:  # frames before the next keyframe: decode this GOP, re-encode them
-                self.head = self._encode(gop, clip.start, min(clip.end, after))
+            if clip.start > first:  # frames before the next keyframe: this GOP is decoded, they are re-encoded
+                self.head_source = (gop, clip.start, min(clip.end, after))
                 return clip.end <= after
         limit = self.scan.pts[self.clip.end] if self.clip.end < self.scan.num_frames else None
         for packet in gop:
@@ -239,11 +263,15 @@ class _Splice:
                 self.copied.append(packet)
         return self.clip.end <= after
 
-    def finish(self) -> list[WrittenClip]:
-        """Mux the clip: the frames from its start that are all there, complete or not at all."""
-        clip, path, pts = self.clip, self.path, self.scan.pts
+    def finish(self) -> Callable[[], list[WrittenClip]]:
+        """The job that writes the gathered clip: the frames from its start that are all there, or none."""
         self.active = False
-        have = {packet.pts for packet in self.head} | {packet.pts for packet in self.copied}
+        clip, path, head_source, copied = self.clip, self.path, self.head_source, self.copied
+        return lambda: self._write(clip, path, self._encode(*head_source) if head_source else [], copied)
+
+    def _write(self, clip: PlannedClip, path: Path, head: list[av.Packet], copied: list[av.Packet]):
+        pts = self.scan.pts
+        have = {packet.pts for packet in head} | {packet.pts for packet in copied}
         end = clip.start
         while end < clip.end and pts[end] in have:
             end += 1
@@ -253,25 +281,25 @@ class _Splice:
         base = pts[clip.start]
         # The head has no B-frames (dts = pts); it is shifted back by the copied part's decode delay so that
         # decode timestamps keep increasing across the splice.
-        delay = (self.copied[0].pts - self.copied[0].dts) if self.copied and self.copied[0].dts is not None else 0
+        delay = (copied[0].pts - copied[0].dts) if copied and copied[0].dts is not None else 0
         temporary = path.with_name(path.name + ".part")
         with av.open(str(temporary), "w", format="mp4") as output:
             out_stream = output.add_stream_from_template(self.stream)
             out_stream.time_base = self.stream.time_base
-            for packet in self.head:
+            for packet in head:
                 if limit is None or packet.pts < limit:
                     output.mux(_packet(packet, out_stream, packet.pts - base, packet.pts - base - delay))
-            for n, packet in enumerate(self.copied):
+            for n, packet in enumerate(copied):
                 if limit is not None and packet.pts >= limit:
                     continue
                 data = bytes(packet)
-                if n == 0 and self.head:  # back to the source's parameter sets at its keyframe
+                if n == 0 and head:  # back to the source's parameter sets at its keyframe
                     data = self.parameter_sets + data
                 dts = packet.dts - base if packet.dts is not None else None
                 output.mux(_packet(packet, out_stream, packet.pts - base, dts, data))
         os.replace(temporary, path)
         context = self.stream.codec_context
-        how = ("smart" if self.copied else "reencode") if self.head else "copy"
+        how = ("smart" if copied else "reencode") if head else "copy"
         return [WrittenClip(clip, path, clip.start, end, context.name, context.width, context.height, how)]
 
     def _encode(self, gop: list[av.Packet], start: int, end: int) -> list[av.Packet]:
