@@ -388,6 +388,12 @@ class FilterConfig(StageConfig):
 class OutputConfig(StrictModel):
     shard_max_samples: int = Field(1000, ge=1)
     shard_max_bytes: int = Field(1_000_000_000, ge=1)
+    group_clips: int = Field(
+        10_000,
+        ge=1,
+        description="clip rows per output task: consecutive inputs are grouped until they hold this many; each "
+        "group's task writes its shards and its part of clips.parquet",
+    )
 
 
 class ReportConfig(StrictModel):
@@ -424,6 +430,7 @@ class RayConfig(StrictModel):
         0.0, ge=0, description="GPUs per split task: a share (e.g. 0.25) lets TransNetV2 score every frame there"
     )
     motion_cpus: float = Field(1.0, gt=0, description="CPUs per motion task (decodes the frames of one clip)")
+    output_cpus: float = Field(1.0, gt=0, description="CPUs per output task (thresholds, shards, clips.parquet)")
     ocr: ActorPoolConfig = Field(default_factory=ActorPoolConfig)
     clip: ActorPoolConfig = Field(default_factory=ActorPoolConfig)
     coca: ActorPoolConfig = Field(default_factory=ActorPoolConfig)

@@ -179,7 +179,13 @@ def apply_filter(rows: list[dict], config: FilterConfig) -> list[Rule]:
         scores[rule.score] = values[: config.calibration_clips]  # the first N scored, in input order
     rules = calibrate(rules, scores)
     for row in rows:
-        early = [reason for reason in row[Column.REJECT_REASONS] if reason["filter"] == DECODE_FAILED]
-        row[Column.REJECT_REASONS] = early + [reason.to_dict() for reason in reject_reasons(row, rules)]
-        row[Column.KEPT] = not row[Column.REJECT_REASONS]
+        judge(row, rules)
     return rules
+
+
+def judge(row: dict, rules: Sequence[Rule]) -> None:
+    """Set a row's reasons and kept flag from every rule (calibrated). Absolute rules already ran early in the
+    stream and give the same reasons again; a file that could not be read back stays rejected."""
+    early = [reason for reason in row[Column.REJECT_REASONS] if reason["filter"] == DECODE_FAILED]
+    row[Column.REJECT_REASONS] = early + [reason.to_dict() for reason in reject_reasons(row, rules)]
+    row[Column.KEPT] = not row[Column.REJECT_REASONS]

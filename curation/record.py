@@ -15,6 +15,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from enum import StrEnum
 
+import pyarrow as pa
+
 
 class Stage(StrEnum):
     """The stages that fill a clip's columns, in pipeline order (`curation/stages.py` declares each)."""
@@ -58,7 +60,11 @@ class Column(StrEnum):
     TRANSITION_AFTER = "transition_after", str, Stage.SPLIT  # ...: end, cut, fade, gradual, chunk
     SCENE_START_FRAME = "scene_start_frame", int, Stage.SPLIT  # the clean shot the clip came from
     SCENE_END_FRAME = "scene_end_frame", int, Stage.SPLIT
-    WRITTEN_BY = "written_by", str, Stage.SPLIT  # copy (from a keyframe), smart (head re-encoded, rest copied), reencode
+    WRITTEN_BY = (
+        "written_by",
+        str,
+        Stage.SPLIT,
+    )  # copy (from a keyframe), smart (head re-encoded, rest copied), reencode
     PATH = "path", str, Stage.SPLIT, False  # of the clip file, relative to OUT (the shard holds the bytes)
     NOTE = "note", str, Stage.SPLIT  # e.g. that the source was truncated and only its readable part was used
     MOTION_SCORE = "motion_score", float, Stage.MOTION
@@ -94,6 +100,20 @@ CAPTION_STATUS = {
 }
 # The reject reason of a clip whose file could not be read back; every other reason names a filter rule.
 DECODE_FAILED = "decode"
+
+# A reject reason as Parquet stores it: a filter rule's (`filtering.Reason`), or `decode_failure`'s with its error.
+REASON_TYPE = pa.struct(
+    [("filter", pa.string()), ("value", pa.float64()), ("threshold", pa.float64()), ("error", pa.string())]
+)
+_ARROW_TYPES = {str: pa.string(), int: pa.int64(), float: pa.float64(), bool: pa.bool_(), list: pa.list_(REASON_TYPE)}
+# The schema of clips.parquet and of every part of it, whatever a part's rows hold (a column no row filled is
+# still typed), so that the parts read as one dataset.
+ROW_SCHEMA = pa.schema([pa.field(column.value, _ARROW_TYPES[column.kind]) for column in Column])
+
+
+def rows_table(rows: list[dict]) -> pa.Table:
+    """Clip rows as an Arrow table of `ROW_SCHEMA`."""
+    return pa.Table.from_pylist(rows, schema=ROW_SCHEMA)
 
 
 @dataclass(frozen=True)

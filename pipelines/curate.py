@@ -17,12 +17,11 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
+import ray
 import ray.data
 import yaml
 
@@ -30,15 +29,14 @@ from curation.captions import text as captions
 from curation.config import CurationConfig
 from curation.config_io import config_text
 from curation.errors import EndpointError, ModelLoadError
-from curation.filtering import apply_filter, thresholds_summary
+from curation.filtering import thresholds_summary
 from curation.progress import track
-from curation.record import Column, Stage, shard_record
+from curation.record import Stage
 from curation.split.fates import CLIP, FATE_COUNTS, FATES
 from curation.stages import cpus_needed, enabled_stages, reads_frames
 from pipelines.journal import InputResult, RunJournal
 from pipelines.layout import (
     CLIPS_FOLDER,
-    CLIPS_TABLE,
     CONFIG_FILE,
     ERRORS_FILE,
     OUTPUT_FILES,
@@ -48,9 +46,9 @@ from pipelines.layout import (
     SUMMARY_FILE,
     WORK_FOLDER,
 )
+from pipelines.outputs import GroupOutcome, Run, plan_groups, read_clips_table, run_here, write_grouped_outputs
 from pipelines.ray_runtime import ray_session
 from pipelines.report import build_report
-from pipelines.shards import ShardWriter, clear_shards
 from pipelines.storage import Folder, LocationError, filesystem, find_files, normalise
 from pipelines.workers import RESULT_FIELDS, WORKERS
 
@@ -157,30 +155,38 @@ def run_curation(
     pending = [source for source in sources if not journal.is_done(source)]
     if len(pending) < len(sources):
         log.info("resuming %s: %d of %d inputs already done", output.url(), len(sources) - len(pending), len(sources))
-    if pending and not use_ray:
-        with _timed(seconds, "stages"):
-            for result in track(
-                stream_results_here(pending, output, config, workers), len(pending), "curate", "videos"
-            ):
-                journal.record(result)
-    elif pending:
-        started = time.perf_counter()
-        with ray_session(address, cpus_needed(config)):
-            seconds["ray_start"] = time.perf_counter() - started
-            try:
+
+    def entries() -> list[InputResult]:  # read once the stages are done
+        return [journal.load(source) for source in sources]
+
+    if not use_ray:
+        if pending:
+            with _timed(seconds, "stages"):
+                results = stream_results_here(pending, output, config, workers)
+                for result in track(results, len(pending), "curate", "videos"):
+                    journal.record(result)
+        with _timed(seconds, "outputs"):
+            result = write_outputs(entries(), output, config, run_here, seconds)
+        result.seconds = seconds
+        return result
+    started = time.perf_counter()
+    with ray_session(address, cpus_needed(config)):
+        seconds["ray_start"] = time.perf_counter() - started
+        try:
+            if pending:
                 with _timed(seconds, "stages"):
                     results = stream_results(pending, output, config, workers)
                     for result in track(results, len(pending), "curate", "videos"):
                         journal.record(result)
-            except Exception as error:  # Ray wraps what a stage raised; a model that cannot load is one line
-                cause = _model_problem(error)
-                if cause is None:
-                    raise
-                raise cause from None
-            stopping = time.perf_counter()
-        seconds["ray_stop"] = time.perf_counter() - stopping
-    with _timed(seconds, "outputs"):
-        result = write_outputs([journal.load(source) for source in sources], output, config, seconds)
+            with _timed(seconds, "outputs"):
+                result = write_outputs(entries(), output, config, run_on_ray(config.ray.output_cpus), seconds)
+        except Exception as error:  # Ray wraps what a stage raised; a model that cannot load is one line
+            cause = _model_problem(error)
+            if cause is None:
+                raise
+            raise cause from None
+        stopping = time.perf_counter()
+    seconds["ray_stop"] = time.perf_counter() - stopping
     result.seconds = seconds
     return result
 
@@ -276,68 +282,86 @@ def stream_results_here(
 
 
 def write_outputs(
-    results: list[InputResult], output: Folder, config: CurationConfig, seconds: dict[str, float] | None = None
+    entries: list[InputResult], output: Folder, config: CurationConfig, run: Run = run_here, seconds=None
 ) -> CurationResult:
-    """Shards, clips.parquet, errors.jsonl, summary.json and report.html from every input's result, in input
-    order; the time the shards and the report take is added to `seconds`."""
+    """Shards, clips.parquet, errors.jsonl, sources.jsonl, summary.json and report.html of the finished inputs
+    (`entries`: their journal entries, in input order). Shards and clips.parquet are written by tasks over groups
+    of inputs (`outputs.py`; `run`: on Ray or here); this driver merges their counts. The time the shards and
+    the report take is added to `seconds`."""
     seconds = {} if seconds is None else seconds
-    rows = [row for result in results for row in result.rows]
-    errors = [{"input": result.source, "error": result.error} for result in results if result.error]
-    counts: dict[str, int] = {"inputs": len(results)}
-    for result in results:
-        for name, value in result.counts.items():
+    errors = [{"input": entry.source, "error": entry.error} for entry in entries if entry.error]
+    counts: dict[str, int] = {"inputs": len(entries)}
+    for entry in entries:
+        for name, value in entry.counts.items():
             counts[name] = counts.get(name, 0) + value
-    rules = apply_filter(rows, config.filter)
-    kept = sorted((row for row in rows if row[Column.KEPT]), key=lambda row: row[Column.KEY])
+    groups = plan_groups([(entry.source, entry.clips) for entry in entries], config.output.group_clips)
     with _timed(seconds, "shards"):
-        shards = write_shards(kept, output, config)
-    counts.update(failed_inputs=len(errors), kept=len(kept), rejected=len(rows) - len(kept), shards=len(shards))
-    for row in rows:
-        for reason in row[Column.REJECT_REASONS]:
-            counts[f"rejected_by_{reason['filter']}"] = counts.get(f"rejected_by_{reason['filter']}", 0) + 1
+        rules, outcomes = write_grouped_outputs(output, config, groups, run)
+    merged: dict[str, int] = {"kept": 0, "rejected": 0, "frames_in_kept_clips": 0}
+    frames_by_reason: dict[str, int] = {}
+    for outcome in outcomes:
+        for name, value in outcome.counts.items():
+            merged[name] = merged.get(name, 0) + value
+        for reason, frames in outcome.frames_by_reason.items():
+            frames_by_reason[reason] = frames_by_reason.get(reason, 0) + frames
+    kept_frames = merged.pop("frames_in_kept_clips")
+    shards = [name for outcome in outcomes for name in outcome.shards]
+    counts.update(failed_inputs=len(errors), kept=merged.pop("kept"), rejected=merged.pop("rejected"))
+    counts.update(shards=len(shards), **merged)
     sources = [
-        {"source": result.source, "frames": result.counts.get("frames", 0), "fates": result.fates}
-        for result in results
-        if not result.error
+        {"source": entry.source, "frames": entry.counts.get("frames", 0), "fates": entry.fates}
+        for entry in entries
+        if not entry.error
     ]
-    output.write_bytes(CLIPS_TABLE, _parquet_bytes(rows))
     output.write_text(ERRORS_FILE, _json_lines(errors))
     output.write_text(SOURCES_FILE, _json_lines(sources))
-    summary = {"counts": counts, "frames": frames_summary(counts, rows), "thresholds": thresholds_summary(rules)}
+    summary = {
+        "counts": counts,
+        "frames": frames_summary(counts, kept_frames, frames_by_reason),
+        "thresholds": thresholds_summary(rules),
+        "shard_writers": {name: outcome.node for outcome in outcomes for name in outcome.shards},
+    }
     output.write_text(SUMMARY_FILE, json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
     with _timed(seconds, "report"):
         title = PurePosixPath(output.url()).name
+        rows = read_clips_table(output).to_pylist()
         page = build_report(rows, summary, config, output.read_bytes, sources=sources, title=title)
         output.write_text(REPORT_FILE, page)
-    return CurationResult(clips=len(kept), failed_inputs=len(errors), counts=counts)
+    return CurationResult(clips=counts["kept"], failed_inputs=len(errors), counts=counts)
 
 
-def frames_summary(counts: dict[str, int], rows: list[dict]) -> dict:
+def frames_summary(counts: dict[str, int], kept_frames: int, frames_by_reason: dict[str, int]) -> dict:
     """Every source frame by fate (`curation/split/fates.py`), with the clips' frames split into kept and rejected
     (by the first reason of each rejected clip); the fates add up to `total`."""
-    kept = sum(row[Column.NUM_FRAMES] for row in rows if row[Column.KEPT])
-    by_reason: dict[str, int] = {}
-    for row in rows:
-        if not row[Column.KEPT]:
-            reason = row[Column.REJECT_REASONS][0]["filter"]
-            by_reason[reason] = by_reason.get(reason, 0) + row[Column.NUM_FRAMES]
     return {
         "total": counts.get("frames", 0),
-        "in_kept_clips": kept,
-        "in_rejected_clips": counts.get(FATE_COUNTS[CLIP], 0) - kept,
-        "in_rejected_clips_by_reason": by_reason,
+        "in_kept_clips": kept_frames,
+        "in_rejected_clips": counts.get(FATE_COUNTS[CLIP], 0) - kept_frames,
+        "in_rejected_clips_by_reason": frames_by_reason,
         **{FATE_COUNTS[fate].removeprefix("frames_"): counts.get(FATE_COUNTS[fate], 0) for fate in FATES[1:]},
     }
 
 
-def write_shards(kept: list[dict], output: Folder, config: CurationConfig) -> list[str]:
-    """All shards of the run, rewritten from the records: a resumed run gives the same shards."""
-    clear_shards(output, SHARDS_FOLDER)
-    writer = ShardWriter(output, SHARDS_FOLDER, config.output.shard_max_samples, config.output.shard_max_bytes)
-    for row in kept:
-        video = output.read_bytes(row[Column.PATH])
-        writer.write(row[Column.KEY], video, shard_record(row), row.get(Column.CAPTION) or "")
-    return writer.close()
+def run_on_ray(num_cpus: float) -> Run:
+    """`outputs.Run` as Ray tasks of `num_cpus` CPUs each, results taken as they finish; a group's outcome names
+    the node whose task wrote it."""
+
+    def run(function: Callable, arguments: list[tuple]) -> Iterator:
+        # SPREAD, as Ray Data schedules its tasks: the groups' reads and writes go to every node.
+        task = ray.remote(_on_node).options(name=function.__name__, num_cpus=num_cpus, scheduling_strategy="SPREAD")
+        pending = [task.remote(function, *task_arguments) for task_arguments in arguments]
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            yield ray.get(done[0])
+
+    return run
+
+
+def _on_node(function: Callable, *arguments):
+    result = function(*arguments)
+    if isinstance(result, GroupOutcome):
+        result = replace(result, node=ray.get_runtime_context().get_node_id())
+    return result
 
 
 @contextmanager
@@ -373,10 +397,3 @@ def _differences(old, new, prefix: str = "") -> list[str]:
 
 def _json_lines(items: list[dict]) -> str:
     return "".join(json.dumps(item, ensure_ascii=False) + "\n" for item in items)
-
-
-def _parquet_bytes(rows: list[dict]) -> bytes:
-    table = pa.Table.from_pylist(rows) if rows else pa.table({Column.KEY.value: pa.array([], pa.string())})
-    buffer = pa.BufferOutputStream()
-    pq.write_table(table, buffer)
-    return buffer.getvalue().to_pybytes()

@@ -22,12 +22,12 @@ class ShardWriter:
     """Write samples in order into `folder` of `output`; `close()` finishes the last shard and returns the
     names of the shards written."""
 
-    def __init__(self, output: Folder, folder: str, max_samples: int, max_bytes: int):
+    def __init__(self, output: Folder, folder: str, max_samples: int, max_bytes: int, first_index: int = 0):
         self.output = output
         self.folder = folder
         self.max_samples = max_samples
         self.max_bytes = max_bytes
-        self.index = 0
+        self.index = first_index
         self.written: list[str] = []
         self._file = None
         self._tar: wds.TarWriter | None = None
@@ -37,9 +37,9 @@ class ShardWriter:
     def write(self, key: str, video: bytes, record: dict, caption: str) -> None:
         if not _SAFE_KEY.match(key):
             raise ValueError(f"unsafe sample key {key!r}: keys are letters, digits, '_' and '-' only")
-        payload = json.dumps(record, ensure_ascii=False, sort_keys=True).encode()
-        size = len(video) + len(payload) + len(caption.encode()) + 3 * 1024  # tar headers
-        if self._tar is not None and (self._samples >= self.max_samples or self._bytes + size > self.max_bytes):
+        payload = sample_json(record)
+        size = sample_size(len(video), payload, caption)
+        if self._tar is not None and _rolls_over(self._samples, self._bytes, size, self.max_samples, self.max_bytes):
             self._finish()
         if self._tar is None:
             self._start()
@@ -68,6 +68,30 @@ class ShardWriter:
         self.written.append(self._name().rsplit("/", 1)[1])
         self._tar = self._file = None
         self.index += 1
+
+
+def sample_json(record: dict) -> bytes:
+    return json.dumps(record, ensure_ascii=False, sort_keys=True).encode()
+
+
+def sample_size(video_bytes: int, payload: bytes, caption: str) -> int:
+    """What a sample adds to a shard, as the rollover counts it."""
+    return video_bytes + len(payload) + len(caption.encode()) + 3 * 1024  # tar headers
+
+
+def count_shards(sizes: list[int], max_samples: int, max_bytes: int) -> int:
+    """How many shards `ShardWriter` fills with samples of these sizes, in this order (without writing them)."""
+    shards = samples = total = 0
+    for size in sizes:
+        if shards == 0 or _rolls_over(samples, total, size, max_samples, max_bytes):
+            shards, samples, total = shards + 1, 0, 0
+        samples, total = samples + 1, total + size
+    return shards
+
+
+def _rolls_over(samples: int, total: int, size: int, max_samples: int, max_bytes: int) -> bool:
+    """Whether a sample of `size` bytes starts a new shard after one of `samples` samples and `total` bytes."""
+    return samples >= max_samples or total + size > max_bytes
 
 
 def clear_shards(output: Folder, folder: str) -> None:

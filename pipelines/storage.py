@@ -84,6 +84,12 @@ class Folder:
     def exists(self, relative: str) -> bool:
         return self.fs.exists(self.path(relative))
 
+    def size(self, relative: str) -> int:
+        return self.fs.size(self.path(relative))
+
+    def is_folder(self, relative: str) -> bool:
+        return self.fs.isdir(self.path(relative))
+
     def read_bytes(self, relative: str) -> bytes:
         return self.fs.cat_file(self.path(relative))
 

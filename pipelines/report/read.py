@@ -10,11 +10,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from curation.config import CurationConfig
 from curation.config_io import load_config
 from pipelines.layout import CLIPS_TABLE, CONFIG_FILE, SOURCES_FILE, SUMMARY_FILE
+from pipelines.outputs import read_clips_table
 from pipelines.storage import Folder, LocationError
 
 RUN_FILES = (CLIPS_TABLE, SUMMARY_FILE, CONFIG_FILE)
@@ -55,7 +55,7 @@ def read_configs(
 def read_rows(output: Folder) -> list[dict]:
     """The rows of clips.parquet, in the run's input order; a damaged file is one line."""
     try:
-        return pq.read_table(pa.BufferReader(output.read_bytes(CLIPS_TABLE))).to_pylist()
+        return read_clips_table(output).to_pylist()
     except (OSError, pa.ArrowException) as error:
         raise ReportError(f"{output.url(CLIPS_TABLE)}: cannot be read as the run's clip table: {error}") from None
 

@@ -1,0 +1,105 @@
+"""The output phase's tasks (`pipelines/outputs.py`) against the whole-run computations they replace."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from curation.config import CurationConfig, FilterConfig
+from curation.filtering import calibrate, filter_rules
+from curation.record import Column
+from pipelines import outputs
+from pipelines.journal import InputResult, RunJournal
+from pipelines.outputs import calibrated_rules, plan_groups, run_here
+from pipelines.shards import ShardWriter, count_shards, sample_json, sample_size
+from pipelines.storage import Folder
+
+SCORED = (Column.MOTION_SCORE, Column.TEXT_AREA_RATIO, Column.AESTHETIC_SCORE)
+
+
+def scores_of_inputs(seed: int, inputs: int) -> list[list[dict]]:
+    """Rows of `inputs` inputs with scores as a run has them: ties, negatives, NaN, missing (None), one empty input."""
+    rng = np.random.default_rng(seed)
+    runs = []
+    for n in range(inputs):
+        count = 0 if n == 1 else int(rng.integers(1, 4000))
+        rows = []
+        for index in range(count):
+            motion = float(rng.choice([rng.normal(2, 3), 0.5, -0.0, 0.0]))  # ties and both zeros
+            text = float(rng.random()) if rng.random() > 0.05 else None
+            aesthetic = float(rng.normal(5, 1)) if rng.random() > 0.01 else float("nan")
+            rows.append(
+                {
+                    Column.KEY.value: f"in{n}_{index}",
+                    Column.CLIP_INDEX.value: index,
+                    Column.MOTION_SCORE.value: motion,
+                    Column.TEXT_AREA_RATIO.value: text,
+                    Column.AESTHETIC_SCORE.value: aesthetic,
+                    Column.REJECT_REASONS.value: [],
+                }
+            )
+        runs.append(rows)
+    return runs
+
+
+def journal_of(tmp_path, runs: list[list[dict]]) -> tuple[Folder, list[tuple[str, int]]]:
+    output = Folder(str(tmp_path / "out"))
+    journal = RunJournal(output)
+    inputs = []
+    for n, rows in enumerate(runs):
+        source = f"/videos/{n}.mp4"
+        journal.record(InputResult(source, rows=rows, clips=len(rows)))
+        inputs.append((source, len(rows)))
+    return output, inputs
+
+
+@pytest.mark.parametrize("collect_values", [outputs.COLLECT_VALUES, 0], ids=["default", "every-digit"])
+@pytest.mark.parametrize("calibration_clips", [None, 5000])
+def test_relative_thresholds_equal_those_over_all_rows(tmp_path, monkeypatch, collect_values, calibration_clips):
+    monkeypatch.setattr(outputs, "COLLECT_VALUES", collect_values)  # 0: the radix select runs all four rounds
+    runs = scores_of_inputs(0, 7)
+    output, inputs = journal_of(tmp_path, runs)
+    config = FilterConfig(
+        drop_bottom_motion=0.25,
+        drop_top_text_area=0.1,
+        drop_bottom_aesthetic=0.5,
+        max_text_area=None,
+        drop_bottom_clip_score=None,
+        calibration_clips=calibration_clips,
+    )
+    every = [row for rows in runs for row in rows]  # the whole run in input order, as apply_filter sees it
+    scores = {}
+    for column in SCORED:
+        values = [row[column] for row in every if row[column] is not None]
+        scores[column] = values[:calibration_clips]
+    expected = calibrate(filter_rules(config), scores)
+    groups = plan_groups(inputs, group_clips=3000)
+    assert len(groups) >= 3  # the passes really merge several tasks' answers
+    found = calibrated_rules(output.location, CurationConfig(filter=config), groups, run_here)
+    assert [(rule.name, rule.threshold, rule.pool) for rule in found] == [
+        (rule.name, rule.threshold, rule.pool) for rule in expected
+    ]
+    assert all(rule.threshold is not None for rule in found)
+
+
+def test_groups_are_consecutive_inputs_of_at_least_group_clips_and_skip_empty_ones():
+    inputs = [("a", 3), ("b", 0), ("c", 2), ("d", 5), ("e", 1)]
+    groups = plan_groups(inputs, group_clips=4)
+    assert [(group.index, group.sources, group.ranks) for group in groups] == [
+        (0, ("a", "c"), (0, 2)),
+        (1, ("d",), (3,)),
+        (2, ("e",), (4,)),
+    ]
+    assert plan_groups([("a", 0)], 4) == []
+
+
+def test_the_shard_count_is_what_the_writer_fills(tmp_path):
+    rng = np.random.default_rng(1)
+    sizes = [int(size) for size in rng.integers(1, 40_000, 200)]
+    writer = ShardWriter(Folder(str(tmp_path)), "shards", max_samples=17, max_bytes=300_000, first_index=5)
+    for n, size in enumerate(sizes):
+        writer.write(f"k{n}", b"v" * size, {"n": n}, "")
+    written = writer.close()
+    expected = count_shards([sample_size(size, sample_json({"n": n}), "") for n, size in enumerate(sizes)], 17, 300_000)
+    assert len(written) == expected > 200 // 17
+    assert written[0] == "shard-000005.tar"
