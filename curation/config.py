@@ -388,6 +388,9 @@ class FilterConfig(StageConfig):
 class OutputConfig(StrictModel):
     shard_max_samples: int = Field(1000, ge=1)
     shard_max_bytes: int = Field(1_000_000_000, ge=1)
+    fragment_rows: int = Field(
+        256, ge=1, description="clip rows per fragment the stages' last task files under OUT/.work/rows/"
+    )
     group_clips: int = Field(
         10_000,
         ge=1,

@@ -1,11 +1,14 @@
 """What a curation run has finished, kept in OUT/.work/ so that the same command resumes where it stopped.
 
-Two files per finished input, written only once every clip of that input has been through every stage, each
-atomically (`Folder.write_bytes`: temporary name, then move): its clip rows as Parquet (`ROW_SCHEMA`, in clip
-order), then a small JSON entry (counts, where its frames went, its error, the node that split it). The entry
-is what marks the input done, so an input either has its complete result in OUT or is done again from the
-start. The output phase (`outputs.py`) reads the rows from these files, in tasks; the driver reads the entries
-only, so what it holds grows with the inputs, not with their clips.
+The last task of the stages files the rows it holds as one Parquet fragment (`write_fragment`:
+.work/rows/DIGEST.parquet, `ROW_SCHEMA`, named by the rows' keys) and passes on only the fragment's name. Once
+every row of an input is filed, the driver writes the input's entry (.work/inputs/DIGEST.json: counts, where
+its frames went, its error, the node that split it, the fragments that hold its rows). The entry is what marks
+an input done, so an input either has its complete result in OUT or is done again from the start; a fragment
+that no entry names (its input was cut short) is never read, and is removed at the end of the run. Every file
+is written atomically (`Folder.write_bytes`: temporary name, then move). The output phase (`outputs.py`) reads
+the rows in its tasks; the driver reads the entries only, so what it holds grows with the inputs, not with
+their clips.
 """
 
 from __future__ import annotations
@@ -15,38 +18,51 @@ import json
 from dataclasses import asdict, dataclass, field
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from curation.record import Column, rows_table
 from pipelines.layout import WORK_FOLDER
 from pipelines.storage import Folder, without_credentials
 
+ROWS_FOLDER = f"{WORK_FOLDER}/rows"
+CACHED_FRAGMENTS = 4
+
 
 @dataclass
 class InputResult:
-    """Everything one input produced: its clip rows (records, scores, captions), or why it failed.
-
-    Loaded back from the journal (`RunJournal.load`) it carries no rows, only how many (`clips`).
-    """
+    """What one input produced: how many clip rows and the fragments that hold them, or why it failed."""
 
     source: str
-    rows: list[dict] = field(default_factory=list)
     error: str | None = None
     counts: dict[str, int] = field(default_factory=dict)
     fates: list[list] = field(default_factory=list)  # [start, end, fate] of every frame (curation/split/fates.py)
     node: str = ""  # the Ray node that split it, for tracing a cluster run
     clips: int = 0
+    fragments: list[str] = field(default_factory=list)  # names under ROWS_FOLDER, sorted
 
     def add(self, row: dict) -> None:
-        """Take in one row of the stages (`pipelines/workers.py`): its counts, error and clip record."""
+        """Take in one filed row of the stages (`pipelines.workers.file_rows`): its counts, error and fragment."""
         for name, value in json.loads(row["counts"]).items():
             self.counts[name] = self.counts.get(name, 0) + value
         self.fates += json.loads(row["fates"])
         if row["error"]:
             self.error = row["error"]
-        if row["clip"]:
-            self.rows.append(json.loads(row["clip"]))
+        if row["fragment"]:
             self.clips += 1
+            if row["fragment"] not in self.fragments:
+                self.fragments = sorted([*self.fragments, row["fragment"]])
+
+
+def write_fragment(output: Folder, rows: list[dict]) -> str:
+    """File clip rows as one fragment; its name, which depends only on the rows' keys (a task run again writes
+    the same file again)."""
+    digest = hashlib.sha256("\n".join(sorted(row[Column.KEY] for row in rows)).encode()).hexdigest()[:24]
+    name = f"{digest}.parquet"
+    buffer = pa.BufferOutputStream()
+    pq.write_table(rows_table(rows), buffer)
+    output.write_bytes(f"{ROWS_FOLDER}/{name}", buffer.getvalue().to_pybytes())
+    return name
 
 
 class RunJournal:
@@ -54,28 +70,43 @@ class RunJournal:
         self.output = output
 
     def is_done(self, source: str) -> bool:
-        return self.output.exists(self._name(source, "json"))
+        return self.output.exists(self._name(source))
 
     def record(self, result: InputResult) -> None:
-        """File a finished input: its rows first, then the entry that marks it done."""
-        rows = sorted(result.rows, key=lambda row: row[Column.CLIP_INDEX])
-        buffer = pa.BufferOutputStream()
-        pq.write_table(rows_table(rows), buffer)
-        self.output.write_bytes(self._name(result.source, "parquet"), buffer.getvalue().to_pybytes())
-        entry = {**asdict(result), "rows": [], "clips": len(rows), "source": without_credentials(result.source)}
-        self.output.write_text(self._name(result.source, "json"), json.dumps(entry, ensure_ascii=False))
+        """File a finished input's entry: from now on it is done."""
+        entry = {**asdict(result), "source": without_credentials(result.source)}
+        self.output.write_text(self._name(result.source), json.dumps(entry, ensure_ascii=False))
 
     def load(self, source: str) -> InputResult:
-        """A finished input's entry, without its rows."""
-        return InputResult(**json.loads(self.output.read_text(self._name(source, "json"))))
+        return InputResult(**json.loads(self.output.read_text(self._name(source))))
 
-    def rows(self, source: str, columns: list[str] | None = None) -> pa.Table:
-        """A finished input's rows (or some of their columns), in clip order."""
-        data = self.output.read_bytes(self._name(source, "parquet"))
-        return pq.read_table(pa.BufferReader(data), columns=columns)
+    def rows(self, entry: InputResult, columns: list[str] | None = None, cache: dict | None = None) -> pa.Table:
+        """A finished input's rows (or some of their columns), in clip order. `cache` (fragment name -> table)
+        saves reading a fragment again for the next input it holds rows of."""
+        wanted = None if columns is None else list(dict.fromkeys([*columns, Column.SOURCE, Column.CLIP_INDEX]))
+        parts = []
+        for name in entry.fragments:
+            table = cache.get(name) if cache is not None else None
+            if table is None:
+                data = self.output.read_bytes(f"{ROWS_FOLDER}/{name}")
+                table = pq.read_table(pa.BufferReader(data), columns=wanted)
+                if cache is not None:  # consecutive inputs share fragments: the last few read are worth keeping
+                    cache[name] = table
+                    while len(cache) > CACHED_FRAGMENTS:
+                        cache.pop(next(iter(cache)))
+            parts.append(table.filter(pc.equal(table[Column.SOURCE.value], entry.source)))
+        table = pa.concat_tables(parts) if parts else rows_table([]).select(wanted or rows_table([]).column_names)
+        table = table.sort_by(Column.CLIP_INDEX.value)
+        return table if columns is None else table.select(columns)
+
+    def remove_fragments_except(self, used: set[str]) -> None:
+        """Remove the fragments no finished input names (rows of an attempt that was cut short)."""
+        for name in self.output.list(ROWS_FOLDER, "*.parquet"):
+            if name not in used:
+                self.output.remove(f"{ROWS_FOLDER}/{name}")
 
     @staticmethod
-    def _name(source: str, suffix: str) -> str:
+    def _name(source: str) -> str:
         """Named by the source without credentials: a changed password is still the same input."""
         digest = hashlib.sha256(without_credentials(source).encode()).hexdigest()[:24]
-        return f"{WORK_FOLDER}/inputs/{digest}.{suffix}"
+        return f"{WORK_FOLDER}/inputs/{digest}.json"

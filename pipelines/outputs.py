@@ -123,10 +123,10 @@ def score_keys(table: pa.Table, score: str, rank: int, sample: tuple[int, int] |
 
 def answer_queries(output_dir: str, group: Group, queries: dict[str, KeyQuery]) -> dict[str, np.ndarray]:
     """Task: each score's digit counts (or keys, `collect`) over the group's rows."""
-    journal = RunJournal(Folder(output_dir))
+    journal, cache = RunJournal(Folder(output_dir)), {}
     answers: dict[str, list[np.ndarray]] = {score: [] for score in queries}
     for source, rank in zip(group.sources, group.ranks, strict=True):
-        table = journal.rows(source, columns=list(queries))
+        table = journal.rows(journal.load(source), list(queries), cache)
         for score, query in queries.items():
             keys = score_keys(table, score, rank, query.sample)
             if query.known:
@@ -148,10 +148,10 @@ def answer_queries(output_dir: str, group: Group, queries: dict[str, KeyQuery]) 
 
 def scored_counts(output_dir: str, group: Group, scores: list[str]) -> tuple[int, dict[str, list[int]]]:
     """Task: per input of the group, how many rows have each score (not None): where the sample ends."""
-    journal = RunJournal(Folder(output_dir))
+    journal, cache = RunJournal(Folder(output_dir)), {}
     counts: dict[str, list[int]] = {score: [] for score in scores}
     for source in group.sources:
-        table = journal.rows(source, columns=scores)
+        table = journal.rows(journal.load(source), scores, cache)
         for score in scores:
             counts[score].append(len(table) - table.column(score).null_count)
     return group.index, counts
@@ -237,8 +237,9 @@ def find_thresholds(
 
 def judged_rows(journal: RunJournal, group: Group, rules: list[Rule]) -> Iterator[dict]:
     """The group's rows, in run order, with every rule applied."""
+    cache = {}
     for source in group.sources:
-        for row in journal.rows(source).to_pylist():
+        for row in journal.rows(journal.load(source), cache=cache).to_pylist():
             judge(row, rules)
             yield row
 

@@ -162,6 +162,8 @@ class Folder:
 
     def _make_parent(self, relative: str) -> None:
         parent = str(PurePosixPath(self.path(relative)).parent)
+        if not self.is_local:  # another process (a Ray task) may have made it since this one listed the parent
+            self.fs.invalidate_cache()
         self.fs.makedirs(parent, exist_ok=True)  # a no-op on object stores, which have no folders
 
 

@@ -42,13 +42,14 @@ from curation.scores.motion import motion_bucket_id, motion_score
 from curation.split.runner import split_video
 from curation.stages import frame_plan
 from curation.video_io import VideoError, decode_frames
+from pipelines.journal import write_fragment
 from pipelines.layout import CLIPS_FOLDER
 from pipelines.storage import Folder, local_source, without_credentials
 
 log = logging.getLogger(__name__)
 
-# The fields of a row that come back to the driver (frames and embeddings stop at their stages).
-RESULT_FIELDS = ("source", "clips_in_source", "clip", "error", "counts", "fates", "node")
+# The fields of a filed row (`file_rows`), what comes back to the driver: the clip itself stays in its fragment.
+RESULT_FIELDS = ("source", "clips_in_source", "fragment", "error", "counts", "fates", "node")
 
 
 def split_stage(row: dict, output_dir: str, config: CurationConfig) -> list[dict]:
@@ -248,6 +249,17 @@ WORKERS = {
         for worker in (OcrStage, AestheticsStage, CocaStage, VBlipStage, CaptionStage, CaptionMatchStage)
     },
 }
+
+
+def file_rows(batch: dict[str, np.ndarray], output_dir: str) -> dict[str, np.ndarray]:
+    """After the last stage: the batch's clip records filed as one fragment under OUT/.work/ (`journal.py`);
+    each row comes back with the fragment's name in place of its record, and without frames or embeddings."""
+    clips = [_clip({"clip": text}) for text in batch["clip"]]
+    present = [clip for clip in clips if clip is not None]
+    fragment = write_fragment(Folder(output_dir), present) if present else ""
+    filed = {name: batch[name] for name in RESULT_FIELDS if name in batch}
+    filed["fragment"] = np.array([fragment if clip is not None else "" for clip in clips], dtype=object)
+    return filed
 
 
 def stage_row(

@@ -73,7 +73,8 @@ def test_changed_config_is_refused_unless_restart(local_ray, tmp_path):
 
 def test_resume_after_the_driver_is_killed_equals_an_uninterrupted_run(local_ray, tmp_path):
     sources = videos(tmp_path, 5)
-    overrides = ["output.shard_max_samples=3", "ray.ocr.batch_size=1"]  # clips one by one: inputs finish apart
+    # Clips one by one through OCR and filing: inputs finish apart.
+    overrides = ["output.shard_max_samples=3", "ray.ocr.batch_size=1", "output.fragment_rows=1"]
     straight = tmp_path / "straight"
     run_curation(sources, straight, load_config(CurationConfig, TINY, overrides))
 

@@ -9,7 +9,7 @@ from curation.config import CurationConfig, FilterConfig
 from curation.filtering import calibrate, filter_rules
 from curation.record import Column
 from pipelines import outputs
-from pipelines.journal import InputResult, RunJournal
+from pipelines.journal import InputResult, RunJournal, write_fragment
 from pipelines.outputs import calibrated_rules, plan_groups, run_here
 from pipelines.shards import ShardWriter, count_shards, sample_json, sample_size
 from pipelines.storage import Folder
@@ -43,14 +43,33 @@ def scores_of_inputs(seed: int, inputs: int) -> list[list[dict]]:
 
 
 def journal_of(tmp_path, runs: list[list[dict]]) -> tuple[Folder, list[tuple[str, int]]]:
+    """The runs filed as the stages file them: fragments of 700 rows in arrival order (rows of several inputs in
+    one, an input over several, its rows out of clip order), then an entry per input."""
     output = Folder(str(tmp_path / "out"))
+    sources = [f"/videos/{n}.mp4" for n in range(len(runs))]
+    arrived = [
+        {**row, Column.SOURCE.value: source} for source, rows in zip(sources, runs, strict=True) for row in rows[::-1]
+    ]
+    fragments: dict[str, set[str]] = {source: set() for source in sources}
+    for start in range(0, len(arrived), 700):
+        chunk = arrived[start : start + 700]
+        name = write_fragment(output, chunk)
+        for row in chunk:
+            fragments[row[Column.SOURCE.value]].add(name)
     journal = RunJournal(output)
-    inputs = []
-    for n, rows in enumerate(runs):
-        source = f"/videos/{n}.mp4"
-        journal.record(InputResult(source, rows=rows, clips=len(rows)))
-        inputs.append((source, len(rows)))
-    return output, inputs
+    for source, rows in zip(sources, runs, strict=True):
+        journal.record(InputResult(source, clips=len(rows), fragments=sorted(fragments[source])))
+    return output, [(source, len(rows)) for source, rows in zip(sources, runs, strict=True)]
+
+
+def test_an_input_reads_back_its_rows_in_clip_order(tmp_path):
+    runs = scores_of_inputs(0, 3)
+    output, inputs = journal_of(tmp_path, runs)
+    journal = RunJournal(output)
+    for (source, _), rows in zip(inputs, runs, strict=True):
+        table = journal.rows(journal.load(source), [Column.KEY.value, Column.MOTION_SCORE.value])
+        assert table.column_names == [Column.KEY.value, Column.MOTION_SCORE.value]
+        assert table.column(Column.KEY.value).to_pylist() == [row[Column.KEY] for row in rows]
 
 
 @pytest.mark.parametrize("collect_values", [outputs.COLLECT_VALUES, 0], ids=["default", "every-digit"])

@@ -33,6 +33,8 @@ from curation.errors import ModelLoadError
 URL_SCHEMES = ("http", "https")
 OPEN_CLIP_SCHEMES = ("hf-hub:", "local-dir:")  # model names that carry their own weights
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth")  # what open_clip looks for in a local folder
+
+
 @dataclass(frozen=True)
 class ImageScores:
     """What the image side gives per clip: its aesthetic score and the frame embeddings kept for clip_score."""
