@@ -388,6 +388,12 @@ class FilterConfig(StageConfig):
 class OutputConfig(StrictModel):
     shard_max_samples: int = Field(1000, ge=1)
     shard_max_bytes: int = Field(1_000_000_000, ge=1)
+    clip_files: Literal["none", "rejected", "all"] = Field(
+        "none",
+        description="what stays in OUT/clips/ once the shards are written: none (every kept clip lives in its "
+        "shard only), rejected (the rejected clips too, to look at), all (every clip file, which also lets a "
+        "finished OUT take more inputs)",
+    )
     fragment_rows: int = Field(
         256, ge=1, description="clip rows per fragment the stages' last task files under OUT/.work/rows/"
     )

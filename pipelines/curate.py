@@ -47,7 +47,16 @@ from pipelines.layout import (
     SUMMARY_FILE,
     WORK_FOLDER,
 )
-from pipelines.outputs import GroupOutcome, Run, plan_groups, read_clips_table, run_here, write_grouped_outputs
+from pipelines.outputs import (
+    GroupOutcome,
+    Run,
+    plan_groups,
+    read_clips_table,
+    read_thumbnails,
+    remove_clip_files,
+    run_here,
+    write_grouped_outputs,
+)
 from pipelines.ray_runtime import ray_session
 from pipelines.report import build_report
 from pipelines.storage import Folder, LocationError, filesystem, find_files, normalise
@@ -157,6 +166,23 @@ def run_curation(
     prepare_output(output, config, restart)
     journal = RunJournal(output)
     sources = [normalise(str(source)) for source in inputs]  # Ray workers may run in another folder
+    finished = journal.completed(sources)
+    if finished:
+        log.info("%s already holds the finished run of these inputs", output.url())
+        done = [journal.load(source) for source in sources]
+        groups = plan_groups([(entry.source, entry.clips) for entry in done], config.output.group_clips)
+        keep = config.output.clip_files
+        list(run_here(remove_clip_files, [(output.location, group, keep) for group in groups]))  # if cut short
+        counts = json.loads(output.read_text(SUMMARY_FILE))["counts"]
+        return CurationResult(counts["kept"], counts["failed_inputs"], counts, seconds)
+    if finished is False:
+        if config.output.clip_files != "all":
+            raise InputError(
+                f"{output.url()} holds the finished run of other inputs, whose kept clips now live only in its shards "
+                f"(output.clip_files={config.output.clip_files}): curate the new inputs into another OUT, or pass "
+                "--restart to start this one again"
+            )
+        journal.reopen()
     pending = [source for source in sources if not journal.is_done(source)]
     if len(pending) < len(sources):
         log.info("resuming %s: %d of %d inputs already done", output.url(), len(sources) - len(pending), len(sources))
@@ -338,8 +364,15 @@ def write_outputs(
     with _timed(seconds, "report"):
         title = PurePosixPath(output.url()).name
         rows = read_clips_table(output).to_pylist()
-        page = build_report(rows, summary, config, output.read_bytes, sources=sources, title=title)
+        saved = functools.partial(read_thumbnails, output)
+        page = build_report(
+            rows, summary, config, output.read_bytes, sources=sources, title=title, read_thumbnails=saved
+        )
         output.write_text(REPORT_FILE, page)
+    # Every output is written: from here the shards are the only copy of the kept clips.
+    RunJournal(output).mark_complete([entry.source for entry in entries])
+    keep = config.output.clip_files
+    list(run(remove_clip_files, [(output.location, group, keep) for group in groups]))
     return CurationResult(clips=counts["kept"], failed_inputs=len(errors), counts=counts)
 
 

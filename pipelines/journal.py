@@ -27,6 +27,8 @@ from pipelines.storage import Folder, without_credentials
 
 ROWS_FOLDER = f"{WORK_FOLDER}/rows"
 CACHED_FRAGMENTS = 4
+COMPLETE_FILE = f"{WORK_FOLDER}/complete.json"  # written once every output of the run is
+THUMBNAIL = "thumbnail"  # a fragment's column beside the clip rows' (`ROW_SCHEMA`)
 
 
 @dataclass
@@ -54,13 +56,15 @@ class InputResult:
                 self.fragments = sorted([*self.fragments, row["fragment"]])
 
 
-def write_fragment(output: Folder, rows: list[dict]) -> str:
-    """File clip rows as one fragment; its name, which depends only on the rows' keys (a task run again writes
-    the same file again)."""
+def write_fragment(output: Folder, rows: list[dict], thumbnails: list[bytes] | None = None) -> str:
+    """File clip rows, and their thumbnails (JPEG, b"" for none) in a `THUMBNAIL` column, as one fragment; its
+    name, which depends only on the rows' keys (a task run again writes the same file again)."""
     digest = hashlib.sha256("\n".join(sorted(row[Column.KEY] for row in rows)).encode()).hexdigest()[:24]
     name = f"{digest}.parquet"
+    thumbnails = [b""] * len(rows) if thumbnails is None else thumbnails
+    table = rows_table(rows).append_column(THUMBNAIL, pa.array(thumbnails, pa.binary()))
     buffer = pa.BufferOutputStream()
-    pq.write_table(rows_table(rows), buffer)
+    pq.write_table(table, buffer)
     output.write_bytes(f"{ROWS_FOLDER}/{name}", buffer.getvalue().to_pybytes())
     return name
 
@@ -105,8 +109,26 @@ class RunJournal:
             if name not in used:
                 self.output.remove(f"{ROWS_FOLDER}/{name}")
 
+    def mark_complete(self, sources: list[str]) -> None:
+        """Every output of a run of these inputs is written (what `completed` reads)."""
+        self.output.write_text(COMPLETE_FILE, json.dumps({"inputs": _inputs_digest(sources)}))
+
+    def completed(self, sources: list[str]) -> bool | None:
+        """Whether OUT's outputs are complete for these inputs: True; for other inputs: False; None: not complete."""
+        if not self.output.exists(COMPLETE_FILE):
+            return None
+        return json.loads(self.output.read_text(COMPLETE_FILE))["inputs"] == _inputs_digest(sources)
+
+    def reopen(self) -> None:
+        """The outputs are to be written again (more inputs)."""
+        self.output.remove(COMPLETE_FILE)
+
     @staticmethod
     def _name(source: str) -> str:
         """Named by the source without credentials: a changed password is still the same input."""
         digest = hashlib.sha256(without_credentials(source).encode()).hexdigest()[:24]
         return f"{WORK_FOLDER}/inputs/{digest}.json"
+
+
+def _inputs_digest(sources: list[str]) -> str:
+    return hashlib.sha256("\n".join(without_credentials(source) for source in sources).encode()).hexdigest()

@@ -12,8 +12,9 @@ histograms of 65536 counts, a shard count per group, counts. It never holds the 
    as `filtering.relative_threshold` over all rows), in at most four rounds, usually two.
 2. Shard plan (`count_group_shards`): each task filters its rows with the calibrated rules and counts the
    shards its kept clips fill; the driver numbers the shards from the counts.
-3. Write (`write_group`): each task writes its shards (shard-NNNNNN.tar, numbered from its first) and its part
-   of clips.parquet (clips.parquet/part-NNNNNN.parquet), and returns its counts.
+3. Write (`write_group`): each task writes its shards (shard-NNNNNN.tar, numbered from its first), its part
+   of clips.parquet (clips.parquet/part-NNNNNN.parquet) and of thumbnails.parquet (the JPEGs the split tasks
+   saved, for the report's contact sheets), and returns its counts.
 
 Every file depends only on the inputs (in order), their rows and the config, so a resumed run ends
 byte-identical to an uninterrupted one; each is written under a temporary name and moved into place.
@@ -27,17 +28,19 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from curation.config import CurationConfig
 from curation.filtering import Rule, filter_rules, judge
 from curation.record import Column, rows_table, shard_record
-from pipelines.journal import RunJournal
-from pipelines.layout import CLIPS_TABLE, SHARDS_FOLDER
+from pipelines.journal import THUMBNAIL, RunJournal
+from pipelines.layout import CLIPS_TABLE, SHARDS_FOLDER, THUMBNAILS_TABLE
 from pipelines.shards import ShardWriter, clear_shards, count_shards, sample_json, sample_size
 from pipelines.storage import Folder
 
 PART_PATTERN = "part-{index:06d}.parquet"
+THUMBNAILS_SCHEMA = pa.schema([(Column.KEY.value, pa.string()), (THUMBNAIL, pa.binary())])
 DIGIT_BITS = 16
 COLLECT_VALUES = 1 << 16  # a bin this small is sent as its keys, not counted again
 _SIGN = np.uint64(1 << 63)
@@ -263,10 +266,14 @@ def write_group(
     writer = ShardWriter(
         output, SHARDS_FOLDER, config.output.shard_max_samples, config.output.shard_max_bytes, first_shard
     )
-    rows = []
+    rows, thumbnails = [], {Column.KEY.value: [], THUMBNAIL: []}
     counts = {"kept": 0, "rejected": 0, "frames_in_kept_clips": 0}
     frames_by_reason: dict[str, int] = {}
     for row in judged_rows(RunJournal(output), group, rules):
+        jpeg = row.pop(THUMBNAIL, None)
+        if jpeg:
+            thumbnails[Column.KEY.value].append(row[Column.KEY])
+            thumbnails[THUMBNAIL].append(jpeg)
         rows.append(row)
         if row[Column.KEPT]:
             video = output.read_bytes(row[Column.PATH])
@@ -286,15 +293,46 @@ def write_group(
             f"output group {group.index} filled {len(written)} shards where {shards} were planned: "
             f"clip files under {output.url()} changed during the run"
         )
-    write_part(output, group.index, rows)
+    write_part(output, CLIPS_TABLE, group.index, rows_table(rows))
+    write_part(output, THUMBNAILS_TABLE, group.index, pa.table(thumbnails, schema=THUMBNAILS_SCHEMA))
     return GroupOutcome(group.index, counts, frames_by_reason, written)
 
 
-def write_part(output: Folder, index: int, rows: list[dict]) -> None:
-    """One part of clips.parquet (a folder of Parquet files, one per group, read in name order)."""
+def write_part(output: Folder, table_name: str, index: int, table: pa.Table) -> None:
+    """One part of a table of OUT (a folder of Parquet files, one per group, read in name order)."""
     buffer = pa.BufferOutputStream()
-    pq.write_table(rows_table(rows), buffer)
-    output.write_bytes(f"{CLIPS_TABLE}/{PART_PATTERN.format(index=index)}", buffer.getvalue().to_pybytes())
+    pq.write_table(table, buffer)
+    output.write_bytes(f"{table_name}/{PART_PATTERN.format(index=index)}", buffer.getvalue().to_pybytes())
+
+
+def remove_clip_files(output_dir: str, group: Group, keep: str) -> tuple[int, int]:
+    """Task, once the run is complete: remove the group's clip files that `output.clip_files` (`keep`) does not
+    keep; a kept clip lives on in its shard. Returns (group index, files removed)."""
+    if keep == "all":
+        return group.index, 0
+    output = Folder(output_dir)
+    part = f"{CLIPS_TABLE}/{PART_PATTERN.format(index=group.index)}"
+    columns = [Column.PATH.value, Column.KEPT.value]
+    table = pq.read_table(pa.BufferReader(output.read_bytes(part)), columns=columns)
+    removed = 0
+    for path, kept in zip(table[Column.PATH.value].to_pylist(), table[Column.KEPT.value].to_pylist(), strict=True):
+        if kept or keep == "none":
+            output.remove(path)
+            removed += 1
+    return group.index, removed
+
+
+def read_thumbnails(output: Folder, keys: set[str]) -> dict[str, bytes]:
+    """The saved thumbnails of `keys` (those it has), reading one part of thumbnails.parquet at a time."""
+    found: dict[str, bytes] = {}
+    if not keys or not output.is_folder(THUMBNAILS_TABLE):
+        return found
+    wanted = pa.array(sorted(keys), pa.string())
+    for name in output.list(THUMBNAILS_TABLE, "part-*.parquet"):
+        part = pq.read_table(pa.BufferReader(output.read_bytes(f"{THUMBNAILS_TABLE}/{name}")))
+        part = part.filter(pc.is_in(part[Column.KEY.value], value_set=wanted))
+        found.update(zip(part[Column.KEY.value].to_pylist(), part[THUMBNAIL].to_pylist(), strict=True))
+    return found
 
 
 def read_clips_table(output: Folder, columns: list[str] | None = None) -> pa.Table:
@@ -345,6 +383,7 @@ def write_grouped_outputs(
     and clips.parquet of an earlier run (or attempt) are removed first."""
     clear_shards(output, SHARDS_FOLDER)
     output.remove(CLIPS_TABLE)
+    output.remove(THUMBNAILS_TABLE)
     location = output.location
     rules = calibrated_rules(location, config, groups, run)
     shard_counts = dict(run(count_group_shards, [(location, group, rules, config) for group in groups]))
@@ -354,8 +393,9 @@ def write_grouped_outputs(
         for group, start in zip(groups, starts, strict=True)
     ]
     outcomes = sorted(run(write_group, jobs), key=lambda outcome: outcome.index)
-    if not groups:  # a run without clips still has a readable, typed table
-        write_part(output, 0, [])
+    if not groups:  # a run without clips still has readable, typed tables
+        write_part(output, CLIPS_TABLE, 0, rows_table([]))
+        write_part(output, THUMBNAILS_TABLE, 0, THUMBNAILS_SCHEMA.empty_table())
     return rules, outcomes
 
 

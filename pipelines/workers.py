@@ -14,6 +14,7 @@ Every row has the same fields, whatever happened to its clip, so Ray's blocks al
   fates            where every frame of the input went (`curation/split/fates.py`), as JSON text (first row only)
   frames           the frames later stages need, as .npz bytes (b"" once the last one used them)
   embeddings       the clip's CLIP frame embeddings, as .npz bytes, from the aesthetics stage to the caption match
+  thumbnail        the clip's middle frame as a small JPEG, made by the split task for the report (b"": none)
   node             the Ray node that split the input (set by the job; kept in the run's journal)
 The work itself is done by `curation/` (split_video, motion_score, TextDetector, OpenClipScorer, the
 captioners, filtering): these workers only move data between rows and those functions, and apply the early
@@ -31,16 +32,19 @@ import io
 import json
 import logging
 from dataclasses import replace
+from pathlib import Path
 
+import av
 import numpy as np
 
 from curation.captions.text import ClipCaptions
 from curation.config import CurationConfig
 from curation.filtering import filter_rules, reject_reasons, rules_for, scores_checked_after
-from curation.record import CAPTION_STATUS, CAPTION_TEXT, Column, Stage, decode_failure, new_row
+from curation.record import CAPTION_STATUS, CAPTION_TEXT, ClipRecord, Column, Stage, decode_failure, new_row
 from curation.scores.motion import motion_bucket_id, motion_score
 from curation.split.runner import split_video
 from curation.stages import frame_plan
+from curation.thumbnail import middle_frame_jpeg
 from curation.video_io import VideoError, decode_frames
 from pipelines.journal import write_fragment
 from pipelines.layout import CLIPS_FOLDER
@@ -59,6 +63,8 @@ def split_stage(row: dict, output_dir: str, config: CurationConfig) -> list[dict
         # Remote sources are copied here first; a remote OUT gets the clip files once all are written.
         with local_source(source) as local, output.staged(CLIPS_FOLDER) as clips_dir:
             result = split_video(local, clips_dir, clips_dir.parent, config.split)
+            width = config.report.thumbnail_width
+            thumbnails = [_thumbnail(clips_dir.parent / clip.path, clip, width) for clip in result.clips]
     except VideoError as error:
         log.warning("%s: %s", without_credentials(source), error)
         return [stage_row(source, 0, error=str(error))]
@@ -71,12 +77,24 @@ def split_stage(row: dict, output_dir: str, config: CurationConfig) -> list[dict
     clips = [new_row(clip, source=without_credentials(source)) for clip in result.clips]
     if not clips:
         return [stage_row(source, 0, counts=result.counts, fates=result.fates)]
-    return [
+    rows = [
         stage_row(source, len(clips), clip=clip, counts=result.counts, fates=result.fates)
         if index == 0
         else stage_row(source, len(clips), clip=clip)
         for index, clip in enumerate(clips)
     ]
+    for row, thumbnail in zip(rows, thumbnails, strict=True):
+        row["thumbnail"] = thumbnail
+    return rows
+
+
+def _thumbnail(path: Path, clip: ClipRecord, width: int) -> bytes:
+    """The clip's thumbnail for the report, made while its file is at hand (b"", with a warning, if it gives none)."""
+    try:
+        return middle_frame_jpeg(path, clip.num_frames, width)
+    except (av.error.FFmpegError, OSError, ValueError) as error:
+        log.warning("%s: no thumbnail: %s", clip.key, error)
+        return b""
 
 
 def motion_stage(row: dict, output_dir: str, config: CurationConfig) -> dict:
@@ -255,8 +273,9 @@ def file_rows(batch: dict[str, np.ndarray], output_dir: str) -> dict[str, np.nda
     """After the last stage: the batch's clip records filed as one fragment under OUT/.work/ (`journal.py`);
     each row comes back with the fragment's name in place of its record, and without frames or embeddings."""
     clips = [_clip({"clip": text}) for text in batch["clip"]]
-    present = [clip for clip in clips if clip is not None]
-    fragment = write_fragment(Folder(output_dir), present) if present else ""
+    present = [i for i, clip in enumerate(clips) if clip is not None]
+    thumbnails = [bytes(batch["thumbnail"][i]) for i in present]
+    fragment = write_fragment(Folder(output_dir), [clips[i] for i in present], thumbnails) if present else ""
     filed = {name: batch[name] for name in RESULT_FIELDS if name in batch}
     filed["fragment"] = np.array([fragment if clip is not None else "" for clip in clips], dtype=object)
     return filed
@@ -274,6 +293,7 @@ def stage_row(
         "fates": json.dumps(fates or []),
         "frames": b"",
         "embeddings": b"",
+        "thumbnail": b"",
         "node": "",
     }
 

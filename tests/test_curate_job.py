@@ -24,6 +24,7 @@ from curation.config_io import load_config
 from curation.errors import ModelLoadError
 from pipelines.curate import InputError, find_inputs, run_curation
 from pipelines.layout import WORK_FOLDER
+from pipelines.report import write_report
 
 
 @pytest.fixture(scope="module")
@@ -204,3 +205,45 @@ def test_inputs_may_be_file_urls_and_unknown_schemes_are_one_line(tmp_path):
         find_inputs(["nosuch://bucket/videos"])
     with pytest.raises(InputError, match=r"missing.mp4: no such file or folder"):
         find_inputs([f"file://{tmp_path}/missing.mp4"])
+
+
+def test_kept_clips_live_in_their_shards_and_the_report_needs_no_clip_file(local_ray, tmp_path):
+    sources = videos(tmp_path, 3)
+    job = config()
+    job.motion.enabled = True
+    job.filter.drop_bottom_motion = 0.5  # some clips rejected, some kept
+    job.output.clip_files = "rejected"
+    out = tmp_path / "out"
+    run_curation(sources[:2], out, job)
+
+    rows = pq.read_table(out / "clips.parquet").to_pylist()
+    assert {row["kept"] for row in rows} == {True, False}
+    for row in rows:  # a kept clip is stored once, in its shard; a rejected one stays to be looked at
+        assert (out / row["path"]).is_file() is not row["kept"]
+    assert set(read_shards(out)) == {row["key"] for row in rows if row["kept"]}
+
+    # The contact sheets show the thumbnails saved while splitting: no clip file is read.
+    for path in (out / "clips").glob("*.mp4"):
+        path.unlink()
+    write_report(out)
+    page = (out / "report.html").read_text()
+    assert page.count("class='card'") == page.count("data:image/jpeg;base64,") == len(rows)
+
+    # The kept clips are gone from clips/: a finished OUT cannot take more inputs, and says so.
+    with pytest.raises(InputError, match=r"holds the finished run of other inputs.*clip_files=rejected.*--restart"):
+        run_curation(sources, out, job)
+
+
+def test_a_finished_run_that_keeps_every_clip_file_takes_more_inputs(local_ray, tmp_path):
+    sources = videos(tmp_path, 3)
+    job = config()
+    job.output.clip_files = "all"
+    grown, straight = tmp_path / "grown", tmp_path / "straight"
+    run_curation(sources[:2], grown, job)
+    result = run_curation(sources, grown, job)
+    assert result.clips == run_curation(sources, straight, job).clips == 9
+    names = sorted(path.name for path in (straight / "shards").glob("*.tar"))
+    assert sorted(path.name for path in (grown / "shards").glob("*.tar")) == names
+    for name in names:
+        assert (grown / "shards" / name).read_bytes() == (straight / "shards" / name).read_bytes()
+    assert pq.read_table(grown / "clips.parquet").equals(pq.read_table(straight / "clips.parquet"))

@@ -55,6 +55,7 @@ def test_remote_inputs_and_output_give_the_local_result(ftp, local_ray, tmp_path
     (root / "videos" / "broken.mp4").write_bytes(b"not a video at all")
     job = config()
     job.motion.enabled = True  # decodes the clip files back from OUT: on FTP, through a local copy
+    job.output.clip_files = "rejected"  # the kept ones are removed from the remote OUT once in their shards
 
     remote_sources = find_inputs([f"{base}/videos"])
     assert remote_sources == [f"{base}/videos/{name}" for name in ("broken.mp4", "video 0.mp4", "video 1.mp4")]
@@ -75,7 +76,7 @@ def test_remote_inputs_and_output_give_the_local_result(ftp, local_ray, tmp_path
     for row in remote_rows:
         assert row["source"].startswith("ftp://127.0.0.1:") and row["source"].endswith(".mp4")
         assert row["motion_score"] == pytest.approx(local_rows[row["key"]]["motion_score"])
-        assert (out / row["path"]).is_file()
+        assert (out / row["path"]).is_file() is not row["kept"]
     errors = (out / "errors.jsonl").read_text()
     assert "broken.mp4" in errors
     for path in out.rglob("*"):  # a password in the URL never reaches the outputs

@@ -161,7 +161,9 @@ def test_curate_cli_reports_bad_inputs_and_keeps_the_rest(tmp_path):
     # a few frames early (B-frames).
     assert [row["start_frame"] for row in rows] == [0, 72]
     assert 69 <= rows[0]["num_frames"] <= 72 and 69 <= rows[1]["num_frames"] <= 72
-    assert all((out / row["path"]).is_file() and row["kept"] for row in rows)
+    assert all(row["kept"] for row in rows)
+    assert not list((out / "clips").glob("*.mp4"))  # output.clip_files: none: the kept clips live in the shards only
+    assert len(list((out / "shards").glob("*.tar"))) == 1
     assert json.loads((out / "summary.json").read_text())["counts"]["failed_inputs"] == 1
     assert (out / "config.yaml").is_file()
 

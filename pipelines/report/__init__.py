@@ -12,13 +12,15 @@ The layers, each using only those after it: `read` (OUT's files), `render` (the 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import functools
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from curation.config import CurationConfig
 from curation.config_io import ConfigError, parse_override
 from pipelines.layout import REPORT_FILE
+from pipelines.outputs import read_thumbnails
 from pipelines.report.read import ReportError, open_run, read_configs, read_rows, read_sources, read_summary
 from pipelines.report.render import render
 from pipelines.report.what_if import compare, evaluate
@@ -69,7 +71,8 @@ def write_report(
     comparison = compare(rows, config, proposed, overrides)
     settings = (proposed or config).report
     title = PurePosixPath(output.url()).name
-    page = render(rows, summary, config, output.read_bytes, comparison, settings, title, sources)
+    saved = functools.partial(read_thumbnails, output)
+    page = render(rows, summary, config, output.read_bytes, comparison, settings, title, sources, saved)
     output.write_text(REPORT_FILE, page)
     before = comparison.before if comparison else evaluate(rows, config)
     after = comparison.after if comparison else None
@@ -94,6 +97,7 @@ def build_report(
     overrides: Sequence[str] = (),
     title: str = "",
     sources: Sequence[dict] = (),
+    read_thumbnails: Callable[[set[str]], Mapping[str, bytes]] | None = None,
 ) -> str:
     """The report page (self-contained HTML) of a run: `rows` as in clips.parquet, `summary` as in summary.json,
     `config` the run's. `read_clip(row[Column.PATH])` returns a clip file's bytes (its middle frame is the
@@ -101,6 +105,8 @@ def build_report(
 
     `proposed` is the run's config with `overrides` applied: the page then also shows what it would keep.
     `sources` as in sources.jsonl: each source's timeline (none for a run written before it existed).
+    `read_thumbnails(keys)`: the thumbnails saved while splitting (key -> JPEG), else made from the clip files.
     """
     comparison = compare(rows, config, proposed, overrides)
-    return render(rows, summary, config, read_clip, comparison, (proposed or config).report, title, sources)
+    settings = (proposed or config).report
+    return render(rows, summary, config, read_clip, comparison, settings, title, sources, read_thumbnails)

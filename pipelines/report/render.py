@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 import html
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from curation.config import CurationConfig, ReportConfig
 from curation.filtering import Rule
@@ -68,10 +68,12 @@ def render(
     settings: ReportConfig,
     title: str,
     sources: Sequence[dict] = (),
+    read_thumbnails: Callable[[set[str]], Mapping[str, bytes]] | None = None,
 ) -> str:
     """The page of a run (`rows` as in clips.parquet, `summary` as in summary.json, `config` the run's, `sources`
     as in sources.jsonl), with `comparison` when overrides change the filter; `settings` are the report's (the
-    overrides' if any)."""
+    overrides' if any). `read_thumbnails(keys)` gives the saved thumbnails of the clips the sheets show (key ->
+    JPEG); a clip without one gets a thumbnail made from `read_clip(path)`."""
     before = comparison.before if comparison else evaluate(rows, config)
     shown = comparison.proposed if comparison else config
     early = cut_short(rows, config)
@@ -102,7 +104,9 @@ def render(
             ),
         ]
     by_key = {row[Column.KEY]: row for row in rows}
-    thumbnails = Thumbnails(read_clip, settings.thumbnail_width)
+    shown_keys = {key for _, _, keys, _ in sheets for key in keys[: settings.thumbnails_per_sheet]}
+    saved = read_thumbnails(shown_keys) if read_thumbnails else {}
+    thumbnails = Thumbnails(read_clip, settings.thumbnail_width, saved)
     for anchor, heading, keys, outcome in sheets:
         clips = [by_key[key] for key in keys]
         parts.append(_sheet(anchor, heading, clips, outcome, thumbnails, settings.thumbnails_per_sheet))

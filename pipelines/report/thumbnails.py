@@ -1,67 +1,16 @@
-"""Thumbnails of clips: the middle frame of a clip file, as displayed, as a JPEG; or why a clip has none."""
+"""Thumbnails of clips for the contact sheets: the JPEG saved while splitting, or one made from the clip file;
+or why a clip has none."""
 
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import av
-from PIL import Image
 
 from curation.record import Column
-from curation.video_io import displayed
-
-JPEG_QUALITY = 80
-
-
-def thumbnail(data: bytes, num_frames: int | None, width: int) -> bytes:
-    """A JPEG of the clip's middle frame, as displayed (rotation applied), at most `width` px wide.
-
-    The decoder seeks to the keyframe before the middle and decodes from there (one GOP, not half the clip);
-    where that finds nothing (no frame rate, a clip shorter than its record) it decodes from the start.
-    """
-    middle = (max(num_frames or 1, 1) - 1) // 2
-    with av.open(io.BytesIO(data), mode="r") as container:
-        if not container.streams.video:
-            raise ValueError("no video stream")
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        frame = _seek_to(container, stream, middle) or _decode_to(container, stream, middle)
-        if frame is None:
-            raise ValueError("no frame could be decoded")
-        sideways = round(frame.rotation / 90) % 2
-        scale = min(1.0, width / (frame.height if sideways else frame.width))
-        size = {"width": max(1, round(frame.width * scale)), "height": max(1, round(frame.height * scale))}
-        image = displayed(frame.to_ndarray(**size, format="rgb24", interpolation="AREA"), frame.rotation)
-    buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, format="JPEG", quality=JPEG_QUALITY)
-    return buffer.getvalue()
-
-
-def _seek_to(container, stream, index: int) -> av.VideoFrame | None:
-    """Frame `index` (counting at the stream's average rate from its first timestamp), found by seeking."""
-    rate, start = stream.average_rate, stream.start_time or 0
-    if not rate or not stream.time_base or index == 0:
-        return None
-    target = start + int(index / rate / stream.time_base)
-    container.seek(target, stream=stream, backward=True, any_frame=False)
-    half_frame = 0.5 / rate / stream.time_base
-    for frame in container.decode(stream):
-        if frame.pts is not None and frame.pts >= target - half_frame:
-            return frame
-    return None
-
-
-def _decode_to(container, stream, index: int) -> av.VideoFrame | None:
-    """Frame `index` decoded from the start, or the last frame of a clip shorter than that."""
-    container.seek(0, stream=stream, backward=True)
-    frame = None
-    for count, decoded in enumerate(container.decode(stream)):
-        frame = decoded
-        if count >= index:
-            break
-    return frame
+from curation.thumbnail import middle_frame_jpeg
 
 
 @dataclass(frozen=True)
@@ -73,11 +22,13 @@ class Thumbnail:
 
 
 class Thumbnails:
-    """Thumbnails of a run's clips, from `read_clip(path)`; each is made once however often it is asked for."""
+    """Thumbnails of a run's clips: those saved while splitting (`saved`, key -> JPEG), else made from the clip file
+    (`read_clip(path)`, for a run that saved none), each once however often it is asked for."""
 
-    def __init__(self, read_clip: Callable[[str], bytes], width: int):
+    def __init__(self, read_clip: Callable[[str], bytes], width: int, saved: Mapping[str, bytes] | None = None):
         self.read_clip = read_clip
         self.width = width
+        self.saved = saved or {}
         self.made: dict[str, Thumbnail] = {}
 
     def of(self, row: dict) -> Thumbnail:
@@ -87,6 +38,8 @@ class Thumbnails:
         return self.made[key]
 
     def _make(self, row: dict) -> Thumbnail:
+        if row[Column.KEY] in self.saved:
+            return Thumbnail(self.saved[row[Column.KEY]])
         if not row.get(Column.PATH):
             return Thumbnail(problem="no clip file")
         try:
@@ -96,7 +49,7 @@ class Thumbnails:
         except OSError as error:
             return Thumbnail(problem=f"clip file unreadable: {error}")
         try:
-            return Thumbnail(thumbnail(data, row.get(Column.NUM_FRAMES), self.width))
+            return Thumbnail(middle_frame_jpeg(io.BytesIO(data), row.get(Column.NUM_FRAMES), self.width))
         except av.error.FFmpegError as error:
             return Thumbnail(problem=f"clip cannot be decoded: {error.strerror or error}")
         except ValueError as error:
