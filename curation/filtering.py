@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from curation.config import FilterConfig
@@ -70,7 +70,7 @@ class Reason:
     threshold: float
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {"filter": self.filter, "value": self.value, "threshold": self.threshold}  # asdict: 10x slower
 
 
 def filter_rules(config: FilterConfig) -> list[Rule]:

@@ -17,6 +17,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -26,7 +27,6 @@ from pipelines.layout import WORK_FOLDER
 from pipelines.storage import Folder, without_credentials
 
 ROWS_FOLDER = f"{WORK_FOLDER}/rows"
-CACHED_FRAGMENTS = 4
 COMPLETE_FILE = f"{WORK_FOLDER}/complete.json"  # written once every output of the run is
 THUMBNAIL = "thumbnail"  # a fragment's column beside the clip rows' (`ROW_SCHEMA`)
 
@@ -84,24 +84,28 @@ class RunJournal:
     def load(self, source: str) -> InputResult:
         return InputResult(**json.loads(self.output.read_text(self._name(source))))
 
-    def rows(self, entry: InputResult, columns: list[str] | None = None, cache: dict | None = None) -> pa.Table:
-        """A finished input's rows (or some of their columns), in clip order. `cache` (fragment name -> table)
-        saves reading a fragment again for the next input it holds rows of."""
+    def rows(self, entries: list[InputResult], columns: list[str] | None = None) -> tuple[pa.Table, np.ndarray]:
+        """The rows of finished inputs (`entries`, in run order), or some of their columns, in run order (input,
+        then clip), reading each of their fragments once; and for each row the position of its input in
+        `entries`."""
         wanted = None if columns is None else list(dict.fromkeys([*columns, Column.SOURCE, Column.CLIP_INDEX]))
-        parts = []
-        for name in entry.fragments:
-            table = cache.get(name) if cache is not None else None
-            if table is None:
-                data = self.output.read_bytes(f"{ROWS_FOLDER}/{name}")
-                table = pq.read_table(pa.BufferReader(data), columns=wanted)
-                if cache is not None:  # consecutive inputs share fragments: the last few read are worth keeping
-                    cache[name] = table
-                    while len(cache) > CACHED_FRAGMENTS:
-                        cache.pop(next(iter(cache)))
-            parts.append(table.filter(pc.equal(table[Column.SOURCE.value], entry.source)))
-        table = pa.concat_tables(parts) if parts else rows_table([]).select(wanted or rows_table([]).column_names)
-        table = table.sort_by(Column.CLIP_INDEX.value)
-        return table if columns is None else table.select(columns)
+        names = sorted({name for entry in entries for name in entry.fragments})
+        parts = [
+            pq.read_table(pa.BufferReader(self.output.read_bytes(f"{ROWS_FOLDER}/{name}")), columns=wanted)
+            for name in names
+        ]
+        if not parts:
+            empty = rows_table([])
+            return (empty if columns is None else empty.select(columns)), np.empty(0, np.int64)
+        table = pa.concat_tables(parts)
+        sources = pa.array([entry.source for entry in entries], pa.string())
+        # A fragment also holds rows of inputs outside `entries` (or of an attempt cut short): those are -1.
+        position = pc.fill_null(pc.index_in(table[Column.SOURCE.value], value_set=sources), -1).to_numpy()
+        keep = np.flatnonzero(position >= 0)
+        clip_index = table[Column.CLIP_INDEX.value].to_numpy()[keep]
+        order = np.lexsort((clip_index, position[keep]))
+        table, position = table.take(keep[order]), position[keep][order].astype(np.int64)
+        return (table if columns is None else table.select(columns)), position
 
     def remove_fragments_except(self, used: set[str]) -> None:
         """Remove the fragments no finished input names (rows of an attempt that was cut short)."""

@@ -33,7 +33,7 @@ import pyarrow.parquet as pq
 
 from curation.config import CurationConfig
 from curation.filtering import Rule, filter_rules, judge
-from curation.record import Column, rows_table, shard_record
+from curation.record import ROW_SCHEMA, Column, rows_table, shard_record
 from pipelines.journal import THUMBNAIL, RunJournal
 from pipelines.layout import CLIPS_TABLE, SHARDS_FOLDER, THUMBNAILS_TABLE
 from pipelines.shards import ShardWriter, clear_shards, count_shards, sample_json, sample_size
@@ -115,49 +115,51 @@ class KeyQuery:
     sample: tuple[int, int] | None = None
 
 
-def score_keys(table: pa.Table, score: str, rank: int, sample: tuple[int, int] | None) -> np.ndarray:
-    """The keys of one input's finite values of `score` within the calibration sample."""
-    values = table.column(score).drop_null().to_numpy(zero_copy_only=False).astype(np.float64)
+def score_keys(values: pa.ChunkedArray, ranks: np.ndarray, sample: tuple[int, int] | None) -> np.ndarray:
+    """The keys of the finite values of one score, rows of the inputs of run positions `ranks`, within the
+    calibration sample."""
+    scored = ~values.is_null().to_numpy(zero_copy_only=False)
     if sample is not None:
         last, count = sample
-        values = values if rank < last else values[:count] if rank == last else values[:0]
-    return float_keys(values[np.isfinite(values)])
+        at_last = scored & (ranks == last)
+        scored &= (ranks < last) | (at_last & (np.cumsum(at_last) <= count))
+    numbers = pc.fill_null(values, np.nan).to_numpy(zero_copy_only=False).astype(np.float64)[scored]
+    return float_keys(numbers[np.isfinite(numbers)])
 
 
 def answer_queries(output_dir: str, group: Group, queries: dict[str, KeyQuery]) -> dict[str, np.ndarray]:
     """Task: each score's digit counts (or keys, `collect`) over the group's rows."""
-    journal, cache = RunJournal(Folder(output_dir)), {}
-    answers: dict[str, list[np.ndarray]] = {score: [] for score in queries}
-    for source, rank in zip(group.sources, group.ranks, strict=True):
-        table = journal.rows(journal.load(source), list(queries), cache)
-        for score, query in queries.items():
-            keys = score_keys(table, score, rank, query.sample)
-            if query.known:
-                keys = keys[(keys >> np.uint64(64 - query.known)) == np.uint64(query.prefix)]
-            if query.collect:
-                answers[score].append(keys)
-            else:
-                digits = (keys >> np.uint64(64 - query.known - DIGIT_BITS)) & np.uint64((1 << DIGIT_BITS) - 1)
-                answers[score].append(np.bincount(digits.astype(np.int64), minlength=1 << DIGIT_BITS))
-    return {
-        score: np.sort(np.concatenate(parts or [np.empty(0, np.uint64)]))
-        if queries[score].collect
-        else np.sum(parts, axis=0)
-        if parts
-        else np.zeros(1 << DIGIT_BITS, np.int64)
-        for score, parts in answers.items()
-    }
+    table, ranks = group_table(output_dir, group, list(queries))
+    answers = {}
+    for score, query in queries.items():
+        keys = score_keys(table[score], ranks, query.sample)
+        if query.known:
+            keys = keys[(keys >> np.uint64(64 - query.known)) == np.uint64(query.prefix)]
+        if query.collect:
+            answers[score] = np.sort(keys)
+        else:
+            digits = (keys >> np.uint64(64 - query.known - DIGIT_BITS)) & np.uint64((1 << DIGIT_BITS) - 1)
+            answers[score] = np.bincount(digits.astype(np.int64), minlength=1 << DIGIT_BITS)
+    return answers
 
 
 def scored_counts(output_dir: str, group: Group, scores: list[str]) -> tuple[int, dict[str, list[int]]]:
     """Task: per input of the group, how many rows have each score (not None): where the sample ends."""
-    journal, cache = RunJournal(Folder(output_dir)), {}
-    counts: dict[str, list[int]] = {score: [] for score in scores}
-    for source in group.sources:
-        table = journal.rows(journal.load(source), scores, cache)
-        for score in scores:
-            counts[score].append(len(table) - table.column(score).null_count)
+    table, ranks = group_table(output_dir, group, scores)
+    position = np.searchsorted(np.array(group.ranks), ranks)
+    counts = {}
+    for score in scores:
+        scored = ~table[score].is_null().to_numpy(zero_copy_only=False)
+        counts[score] = np.bincount(position[scored], minlength=len(group.ranks)).tolist()
     return group.index, counts
+
+
+def group_table(output_dir: str, group: Group, columns: list[str] | None = None) -> tuple[pa.Table, np.ndarray]:
+    """The group's rows (`columns` of them, default all, thumbnails included) in run order, and the run position
+    of each row's input."""
+    journal = RunJournal(Folder(output_dir))
+    table, position = journal.rows([journal.load(source) for source in group.sources], columns)
+    return table, np.array(group.ranks, np.int64)[position]
 
 
 def calibration_samples(
@@ -238,13 +240,13 @@ def find_thresholds(
 # -- 2. and 3. shards and clips.parquet --------------------------------------------------------------------------
 
 
-def judged_rows(journal: RunJournal, group: Group, rules: list[Rule]) -> Iterator[dict]:
-    """The group's rows, in run order, with every rule applied."""
-    cache = {}
-    for source in group.sources:
-        for row in journal.rows(journal.load(source), cache=cache).to_pylist():
-            judge(row, rules)
-            yield row
+def judged_rows(output_dir: str, group: Group, rules: list[Rule], columns: list[str] | None = None) -> list[dict]:
+    """The group's rows (`columns` of them, default all, thumbnails included), in run order, with every rule
+    applied."""
+    rows = group_table(output_dir, group, columns)[0].to_pylist()
+    for row in rows:
+        judge(row, rules)
+    return rows
 
 
 def count_group_shards(output_dir: str, group: Group, rules: list[Rule], config: CurationConfig) -> tuple[int, int]:
@@ -252,7 +254,7 @@ def count_group_shards(output_dir: str, group: Group, rules: list[Rule], config:
     output = Folder(output_dir)
     sizes = [
         sample_size(output.size(row[Column.PATH]), sample_json(shard_record(row)), row.get(Column.CAPTION) or "")
-        for row in judged_rows(RunJournal(output), group, rules)
+        for row in judged_rows(output_dir, group, rules, ROW_SCHEMA.names)
         if row[Column.KEPT]
     ]
     return group.index, count_shards(sizes, config.output.shard_max_samples, config.output.shard_max_bytes)
@@ -269,7 +271,7 @@ def write_group(
     rows, thumbnails = [], {Column.KEY.value: [], THUMBNAIL: []}
     counts = {"kept": 0, "rejected": 0, "frames_in_kept_clips": 0}
     frames_by_reason: dict[str, int] = {}
-    for row in judged_rows(RunJournal(output), group, rules):
+    for row in judged_rows(output_dir, group, rules):
         jpeg = row.pop(THUMBNAIL, None)
         if jpeg:
             thumbnails[Column.KEY.value].append(row[Column.KEY])

@@ -99,11 +99,15 @@ def curate(inputs, output_dir, config_path, overrides, address, restart, verbose
 
     \b
     OUT/shards/shard-NNNNNN.tar  kept clips: KEY.mp4, KEY.json (record, scores, captions), KEY.txt (caption)
-    OUT/clips.parquet            every clip, kept or rejected, with scores, captions, kept, reject_reasons
+    OUT/clips.parquet/           every clip, kept or rejected, with scores, captions, kept, reject_reasons
+                                 (a folder of Parquet parts: pandas.read_parquet reads it whole)
+    OUT/thumbnails.parquet/      each clip's middle frame as a small JPEG, for the report
     OUT/errors.jsonl             one line per input that failed: its path and what is wrong
     OUT/summary.json             counts per stage and the thresholds used
     OUT/report.html              histograms and contact sheets of kept and rejected clips
     OUT/config.yaml              the fully resolved config of the run
+    OUT/clips/KEY.mp4            what --set output.clip_files=none|rejected|all keeps (default none: the
+                                 kept clips live in the shards only)
 
     Exit code 0 when every input was processed, 3 when some failed (see errors.jsonl), 2 for a usage error.
     """

@@ -67,9 +67,15 @@ def test_an_input_reads_back_its_rows_in_clip_order(tmp_path):
     output, inputs = journal_of(tmp_path, runs)
     journal = RunJournal(output)
     for (source, _), rows in zip(inputs, runs, strict=True):
-        table = journal.rows(journal.load(source), [Column.KEY.value, Column.MOTION_SCORE.value])
+        table, position = journal.rows([journal.load(source)], [Column.KEY.value, Column.MOTION_SCORE.value])
         assert table.column_names == [Column.KEY.value, Column.MOTION_SCORE.value]
         assert table.column(Column.KEY.value).to_pylist() == [row[Column.KEY] for row in rows]
+        assert position.tolist() == [0] * len(rows)
+    # Several inputs at once, asked for out of run order: in the order asked, each in clip order.
+    asked = [journal.load(inputs[2][0]), journal.load(inputs[0][0])]
+    table, position = journal.rows(asked, [Column.KEY.value])
+    assert table.column(Column.KEY.value).to_pylist() == [row[Column.KEY] for row in runs[2] + runs[0]]
+    assert position.tolist() == [0] * len(runs[2]) + [1] * len(runs[0])
 
 
 @pytest.mark.parametrize("collect_values", [outputs.COLLECT_VALUES, 0], ids=["default", "every-digit"])
