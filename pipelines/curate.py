@@ -1,13 +1,14 @@
 """`svd curate`: the curation stages as one streaming Ray Data job, and the output contract it writes.
 
 Sources go in as paths or URLs (never as bytes through Ray's object store); each split task writes its
-clip files to OUT/clips/ and passes on small records. INPUT and OUT may be local or any fsspec URL
-(`storage.py`). Records stream back to this driver, which files each input's result in OUT/.work/ once
-all of its clips are through (see `journal.py`). At the end the shards, the parquet table, errors.jsonl,
-summary.json and report.html are written from those files. Running the same command on the same OUT
-resumes: finished inputs are skipped, and the end state is that of an uninterrupted run. Outputs in OUT:
-shards/, clips.parquet, errors.jsonl, summary.json, report.html, config.yaml (see README); clips/ holds the
-clip files the shards were made from.
+clip files to OUT/clips/ and passes on small records; after the last stage a filing task writes each batch of
+records as a Parquet fragment under OUT/.work/ and passes on only the fragment's name (`journal.py`). INPUT and
+OUT may be local or any fsspec URL (`storage.py`). This driver files an input's entry once all of its clips
+are through. Then the output phase's tasks (`outputs.py`) find the relative thresholds, write the shards and
+the parts of clips.parquet and thumbnails.parquet; the driver writes errors.jsonl, sources.jsonl,
+summary.json and report.html, marks the run complete and has the clip files that `output.clip_files` does
+not keep removed. Running the same command on the same OUT resumes: finished inputs are skipped, and the end
+state is that of an uninterrupted run. Outputs in OUT: see the README's output contract.
 """
 
 from __future__ import annotations
@@ -187,30 +188,25 @@ def run_curation(
     if len(pending) < len(sources):
         log.info("resuming %s: %d of %d inputs already done", output.url(), len(sources) - len(pending), len(sources))
 
-    def entries() -> list[InputResult]:  # read once the stages are done
-        return [journal.load(source) for source in sources]
-
-    if not use_ray:
+    def stages_then_outputs(stream: Callable, run: Run) -> CurationResult:
+        """The pending inputs through the stages (`stream`: on Ray or here), each filed as it finishes; then
+        the output phase's tasks (`run`) over every input."""
         if pending:
             with _timed(seconds, "stages"):
-                results = stream_results_here(pending, output, config, workers)
-                for result in track(results, len(pending), "curate", "videos"):
+                for result in track(stream(pending, output, config, workers), len(pending), "curate", "videos"):
                     journal.record(result)
         with _timed(seconds, "outputs"):
-            result = write_outputs(entries(), output, config, run_here, seconds)
+            return write_outputs([journal.load(source) for source in sources], output, config, run, seconds)
+
+    if not use_ray:
+        result = stages_then_outputs(stream_results_here, run_here)
         result.seconds = seconds
         return result
     started = time.perf_counter()
     with ray_session(address, cpus_needed(config)):
         seconds["ray_start"] = time.perf_counter() - started
         try:
-            if pending:
-                with _timed(seconds, "stages"):
-                    results = stream_results(pending, output, config, workers)
-                    for result in track(results, len(pending), "curate", "videos"):
-                        journal.record(result)
-            with _timed(seconds, "outputs"):
-                result = write_outputs(entries(), output, config, run_on_ray(config.ray.output_cpus), seconds)
+            result = stages_then_outputs(stream_results, run_on_ray(config.ray.output_cpus))
         except Exception as error:  # Ray wraps what a stage raised; a model that cannot load is one line
             cause = _model_problem(error)
             if cause is None:
