@@ -139,20 +139,18 @@ def measure(out: Path, cpus: int, report: bool) -> dict:
     from curation.config import CurationConfig
     from curation.config_io import load_config
     from pipelines.curate import run_on_ray, write_outputs
-    from pipelines.journal import RunJournal
     from pipelines.layout import CONFIG_FILE
     from pipelines.storage import Folder
 
     output = Folder(str(out))
     config = load_config(CurationConfig, out / CONFIG_FILE)
-    journal = RunJournal(output)
     inputs = len(list((out / ".work" / "inputs").glob("*.json")))
-    entries = [journal.load(f"/videos/input_{n:06d}.mp4") for n in range(inputs)]
+    sources = [f"/videos/input_{n:06d}.mp4" for n in range(inputs)]
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     ray.init(address="local", num_cpus=cpus, include_dashboard=False, log_to_driver=False)
     seconds: dict[str, float] = {}
     started = time.perf_counter()
-    result = write_outputs(entries, output, config, run_on_ray(config.ray.output_cpus), seconds)
+    result = write_outputs(sources, output, config, run_on_ray(config.ray.output_cpus), seconds)
     wall = time.perf_counter() - started
     ray.shutdown()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -170,8 +170,8 @@ def run_curation(
     finished = journal.completed(sources)
     if finished:
         log.info("%s already holds the finished run of these inputs", output.url())
-        done = [journal.load(source) for source in sources]
-        groups = plan_groups([(entry.source, entry.clips) for entry in done], config.output.group_clips)
+        clips_per_input = [(entry.source, entry.clips) for entry in map(journal.load, sources)]
+        groups = plan_groups(clips_per_input, config.output.group_clips)
         keep = config.output.clip_files
         list(run_here(remove_clip_files, [(output.location, group, keep) for group in groups]))  # if cut short
         counts = json.loads(output.read_text(SUMMARY_FILE))["counts"]
@@ -196,7 +196,7 @@ def run_curation(
                 for result in track(stream(pending, output, config, workers), len(pending), "curate", "videos"):
                     journal.record(result)
         with _timed(seconds, "outputs"):
-            return write_outputs([journal.load(source) for source in sources], output, config, run, seconds)
+            return write_outputs(sources, output, config, run, seconds)
 
     if not use_ray:
         result = stages_then_outputs(stream_results_here, run_here)
@@ -316,19 +316,28 @@ def stream_results_here(
 
 
 def write_outputs(
-    entries: list[InputResult], output: Folder, config: CurationConfig, run: Run = run_here, seconds=None
+    sources: list[str], output: Folder, config: CurationConfig, run: Run = run_here, seconds=None
 ) -> CurationResult:
-    """Shards, clips.parquet, errors.jsonl, sources.jsonl, summary.json and report.html of the finished inputs
-    (`entries`: their journal entries, in input order). Shards and clips.parquet are written by tasks over groups
-    of inputs (`outputs.py`; `run`: on Ray or here); this driver merges their counts. The time the shards and
-    the report take is added to `seconds`."""
+    """Shards, clips.parquet, thumbnails.parquet, errors.jsonl, sources.jsonl, summary.json and report.html of
+    the finished inputs (`sources`, in input order). Shards and tables are written by tasks over groups of inputs
+    (`outputs.py`; `run`: on Ray or here); this driver merges their counts. It reads each input's entry as it
+    goes, twice, and keeps the small part of it (its name, clips, counts); the frames' fates go straight to
+    sources.jsonl (the report gets the first `report.timelines`). The time the shards and the report take is
+    added to `seconds`."""
     seconds = {} if seconds is None else seconds
-    errors = [{"input": entry.source, "error": entry.error} for entry in entries if entry.error]
-    counts: dict[str, int] = {"inputs": len(entries)}
-    for entry in entries:
+    journal = RunJournal(output)
+    errors: list[dict] = []
+    counts: dict[str, int] = {"inputs": len(sources)}
+    clips_per_input: list[tuple[str, int]] = []
+    fragments: set[str] = set()
+    for entry in map(journal.load, sources):
+        if entry.error:
+            errors.append({"input": entry.source, "error": entry.error})
         for name, value in entry.counts.items():
             counts[name] = counts.get(name, 0) + value
-    groups = plan_groups([(entry.source, entry.clips) for entry in entries], config.output.group_clips)
+        clips_per_input.append((entry.source, entry.clips))
+        fragments.update(entry.fragments)
+    groups = plan_groups(clips_per_input, config.output.group_clips)
     with _timed(seconds, "shards"):
         rules, outcomes = write_grouped_outputs(output, config, groups, run)
     merged: dict[str, int] = {"kept": 0, "rejected": 0, "frames_in_kept_clips": 0}
@@ -342,14 +351,9 @@ def write_outputs(
     shards = [name for outcome in outcomes for name in outcome.shards]
     counts.update(failed_inputs=len(errors), kept=merged.pop("kept"), rejected=merged.pop("rejected"))
     counts.update(shards=len(shards), **merged)
-    sources = [
-        {"source": entry.source, "frames": entry.counts.get("frames", 0), "fates": entry.fates}
-        for entry in entries
-        if not entry.error
-    ]
-    RunJournal(output).remove_fragments_except({name for entry in entries for name in entry.fragments})
+    journal.remove_fragments_except(fragments)
     output.write_text(ERRORS_FILE, _json_lines(errors))
-    output.write_text(SOURCES_FILE, _json_lines(sources))
+    drawn = write_sources(output, journal, sources, config.report.timelines)
     summary = {
         "counts": counts,
         "frames": frames_summary(counts, kept_frames, frames_by_reason),
@@ -361,15 +365,28 @@ def write_outputs(
         title = PurePosixPath(output.url()).name
         rows = read_clips_table(output).to_pylist()
         saved = functools.partial(read_thumbnails, output)
-        page = build_report(
-            rows, summary, config, output.read_bytes, sources=sources, title=title, read_thumbnails=saved
-        )
+        page = build_report(rows, summary, config, output.read_bytes, sources=drawn, title=title, read_thumbnails=saved)
         output.write_text(REPORT_FILE, page)
     # Every output is written: from here the shards are the only copy of the kept clips.
-    RunJournal(output).mark_complete([entry.source for entry in entries])
+    journal.mark_complete(sources)
     keep = config.output.clip_files
     list(run(remove_clip_files, [(output.location, group, keep) for group in groups]))
     return CurationResult(clips=counts["kept"], failed_inputs=len(errors), counts=counts)
+
+
+def write_sources(output: Folder, journal: RunJournal, sources: list[str], drawn: int) -> list[dict]:
+    """sources.jsonl, a line per input that was split, streamed from the entries; the first `drawn` lines."""
+    first = []
+    with output.open_partial(SOURCES_FILE) as file:
+        for entry in map(journal.load, sources):
+            if entry.error:
+                continue
+            line = {"source": entry.source, "frames": entry.counts.get("frames", 0), "fates": entry.fates}
+            file.write((json.dumps(line, ensure_ascii=False) + "\n").encode())
+            if len(first) < drawn:
+                first.append(line)
+    output.publish(SOURCES_FILE)
+    return first
 
 
 def frames_summary(counts: dict[str, int], kept_frames: int, frames_by_reason: dict[str, int]) -> dict:

@@ -93,6 +93,10 @@ class Folder:
     def read_bytes(self, relative: str) -> bytes:
         return self.fs.cat_file(self.path(relative))
 
+    def open(self, relative: str):
+        """`relative` as a binary file to read from, a piece at a time."""
+        return self.fs.open(self.path(relative), "rb")
+
     def read_text(self, relative: str) -> str:
         return self.read_bytes(relative).decode("utf-8")
 

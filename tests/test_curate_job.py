@@ -40,7 +40,9 @@ def test_job_writes_shards_equal_to_the_kept_rows(local_ray, tmp_path):
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(b"")
     output = tmp_path / "out"
-    result = run_curation([*sources, broken], output, config())
+    job = config()
+    job.report.timelines = 1  # of the two sources split, one is drawn
+    result = run_curation([*sources, broken], output, job)
 
     table = pq.read_table(output / "clips.parquet").to_pylist()
     kept = {row["key"]: row for row in table if row["kept"]}
@@ -59,6 +61,12 @@ def test_job_writes_shards_equal_to_the_kept_rows(local_ray, tmp_path):
     assert errors == [{"input": str(broken), "error": "empty file (0 bytes)"}]
     summary = json.loads((output / "summary.json").read_text())["counts"]
     assert summary["inputs"] == 3 and summary["kept"] == 6 and summary["shards"] == 2
+    assert len((output / "sources.jsonl").read_text().splitlines()) == 2
+    for _ in ("the job's page", "svd report's"):
+        page = (output / "report.html").read_text()
+        assert "Where the footage went: 2 sources (1 more not shown)" in page
+        assert page.count("class='timeline'") == 1
+        write_report(output)
 
 
 def test_changed_config_is_refused_unless_restart(local_ray, tmp_path):

@@ -66,10 +66,10 @@ def write_report(
     config, proposed = read_configs(output, config, overrides)
     rows = read_rows(output)
     summary = read_summary(output)
-    sources = read_sources(output)
+    settings = (proposed or config).report
+    sources = read_sources(output, settings.timelines)
     # 3. Compare, render, write.
     comparison = compare(rows, config, proposed, overrides)
-    settings = (proposed or config).report
     title = PurePosixPath(output.url()).name
     saved = functools.partial(read_thumbnails, output)
     page = render(rows, summary, config, output.read_bytes, comparison, settings, title, sources, saved)
@@ -104,7 +104,8 @@ def build_report(
     thumbnail).
 
     `proposed` is the run's config with `overrides` applied: the page then also shows what it would keep.
-    `sources` as in sources.jsonl: each source's timeline (none for a run written before it existed).
+    `sources` as in sources.jsonl, its first `report.timelines` lines at least: each source's timeline (none for
+    a run written before it existed).
     `read_thumbnails(keys)`: the thumbnails saved while splitting (key -> JPEG), else made from the clip files.
     """
     comparison = compare(rows, config, proposed, overrides)

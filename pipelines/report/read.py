@@ -72,12 +72,20 @@ def read_summary(output: Folder) -> dict:
     return summary
 
 
-def read_sources(output: Folder) -> list[dict]:
-    """sources.jsonl: each source's frames and where they went; [] for a run written before it existed."""
+def read_sources(output: Folder, limit: int) -> list[dict]:
+    """The first `limit` lines of sources.jsonl (each source's frames and where they went), read a line at a
+    time; [] for a run written before it existed."""
     if not output.exists(SOURCES_FILE):
         return []
     where = output.url(SOURCES_FILE)
+    first: list[dict] = []
     try:
-        return [json.loads(line) for line in output.read_text(SOURCES_FILE).splitlines() if line.strip()]
+        with output.open(SOURCES_FILE) as file:
+            for line in file:
+                if len(first) >= limit:
+                    break
+                if line.strip():
+                    first.append(json.loads(line))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ReportError(f"{where}: cannot be read: {error}") from None
+    return first

@@ -81,7 +81,7 @@ def render(
         f"<h1>Curation report{': ' + _text(title) if title else ''}</h1>",
         _intro(rows, before, comparison, early),
         _counts_section(summary),
-        _timelines_section(sources, rows, before, settings.timelines),
+        _timelines_section(sources, _split_sources(summary, sources), rows, before, settings.timelines),
         _histograms_section(rows, before, comparison, settings.histogram_bins),
         _what_if_section(rows, shown, comparison, early, settings.what_if_fractions),
         "<h2>Contact sheets</h2>",
@@ -147,8 +147,15 @@ def _counts_section(summary: dict) -> str:
     )
 
 
-def _timelines_section(sources: Sequence[dict], rows: Sequence[dict], outcome: Outcome, limit: int) -> str:
-    """One strip per source: where its frames went (kept or rejected clips, transitions, too short, alignment)."""
+def _split_sources(summary: dict, sources: Sequence[dict]) -> int:
+    """How many sources were split: every input but those that failed (summary.json), or as many as given."""
+    counts = summary.get("counts", {})
+    return max(len(sources), counts.get("inputs", 0) - counts.get("failed_inputs", 0))
+
+
+def _timelines_section(sources: Sequence[dict], total: int, rows: Sequence[dict], outcome: Outcome, limit: int) -> str:
+    """One strip per source (the first `limit` of the `total` split): where its frames went (kept or rejected
+    clips, transitions, too short, alignment)."""
     if not sources:
         return ""
     clips: dict[str, list[dict]] = {}
@@ -158,12 +165,12 @@ def _timelines_section(sources: Sequence[dict], rows: Sequence[dict], outcome: O
         name: REASON_COLOURS[min(i, len(REASON_COLOURS) - 1)] for i, name in enumerate(reason_names(outcome))
     }
     strips = [_strip(source, clips.get(source["source"], []), outcome, reason_colour) for source in sources[:limit]]
-    more = f" ({len(sources) - limit} more not shown)" if len(sources) > limit else ""
+    more = f" ({total - limit} more not shown)" if total > limit else ""
     legend = [(KEPT_COLOUR, "kept clip")] + [(colour, f"rejected by {name}") for name, colour in reason_colour.items()]
     legend += [(FATE_COLOURS[fate], text) for fate, text in _FATE_TEXT.items()]
     keys = " ".join(f"<span style='color:{colour}'>&#9632; {_text(text)}</span>" for colour, text in legend)
     return (
-        f"<section id='timelines'><h2>Where the footage went: {len(sources)} sources{more}</h2>"
+        f"<section id='timelines'><h2>Where the footage went: {total} sources{more}</h2>"
         f"<p class='note'>{keys}</p>{''.join(strips)}</section>"
     )
 
