@@ -82,8 +82,10 @@ VIDEO_SUFFIXES = {
 }
 
 
-# The filing task after the last stage writes a fragment of records: light work beside the stages'.
-FILING_CPUS = 0.25
+# The filing task after the last stage writes a fragment of records: light work, so it reserves no CPU. With
+# any (0.25 measured), Ray Data reserves part of the CPUs for it and ran one split task at a time on 2 CPUs
+# where two ran before: the stream took 42-45 s instead of 30-33 s (BENCHMARKS.md, "Output phase at scale").
+FILING_CPUS = 0.0
 
 
 class InputError(ValueError):
