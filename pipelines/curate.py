@@ -5,8 +5,8 @@ clip files to OUT/clips/ and passes on small records; after the last stage a fil
 records as a Parquet fragment under OUT/.work/ and passes on only the fragment's name (`journal.py`). INPUT and
 OUT may be local or any fsspec URL (`storage.py`). This driver files an input's entry once all of its clips
 are through. Then the output phase's tasks (`outputs.py`) find the relative thresholds, write the shards and
-the parts of clips.parquet and thumbnails.parquet; the driver writes errors.jsonl, sources.jsonl,
-summary.json and report.html, marks the run complete and has the clip files that `output.clip_files` does
+the parts of clips.parquet and thumbnails.parquet; the driver writes errors.jsonl, sources.jsonl and
+summary.json, the report's tasks report.html (`pipelines/report`); the driver then marks the run complete and has the clip files that `output.clip_files` does
 not keep removed. Running the same command on the same OUT resumes: finished inputs are skipped, and the end
 state is that of an uninterrupted run. Outputs in OUT: see the README's output contract.
 """
@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import numpy as np
 import ray
@@ -42,7 +42,6 @@ from pipelines.layout import (
     CONFIG_FILE,
     ERRORS_FILE,
     OUTPUT_FILES,
-    REPORT_FILE,
     SHARDS_FOLDER,
     SOURCES_FILE,
     SUMMARY_FILE,
@@ -50,16 +49,14 @@ from pipelines.layout import (
 )
 from pipelines.outputs import (
     GroupOutcome,
-    Run,
     plan_groups,
-    read_clips_table,
-    read_thumbnails,
     remove_clip_files,
-    run_here,
     write_grouped_outputs,
 )
 from pipelines.ray_runtime import ray_session
-from pipelines.report import build_report
+from pipelines.report import write_report
+from pipelines.selection import Run, run_here
+from pipelines.stage_stats import StageStats
 from pipelines.storage import Folder, LocationError, filesystem, find_files, normalise
 from pipelines.workers import WORKERS, file_rows
 
@@ -192,13 +189,24 @@ def run_curation(
 
     def stages_then_outputs(stream: Callable, run: Run) -> CurationResult:
         """The pending inputs through the stages (`stream`: on Ray or here), each filed as it finishes; then
-        the output phase's tasks (`run`) over every input."""
+        the output phase's tasks (`run`) over every input. Progress shows the videos done, their clips and each
+        stage's throughput; summary.json gets each stage's figures (`stage_stats.py`) for the pending inputs."""
+        stages = StageStats()
         if pending:
             with _timed(seconds, "stages"):
-                for result in track(stream(pending, output, config, workers), len(pending), "curate", "videos"):
+                results = track(
+                    stream(pending, output, config, workers, stages),
+                    len(pending),
+                    "curate",
+                    "videos",
+                    count=lambda result: result.clips,
+                    count_unit="clips",
+                    details=stages.describe,
+                )
+                for result in results:
                     journal.record(result)
         with _timed(seconds, "outputs"):
-            return write_outputs(sources, output, config, run, seconds)
+            return write_outputs(sources, output, config, run, seconds, stages=stages.figures())
 
     if not use_ray:
         result = stages_then_outputs(stream_results_here, run_here)
@@ -239,9 +247,14 @@ def prepare_output(output: Folder, config: CurationConfig, restart: bool) -> Non
 
 
 def stream_results(
-    sources: list[str], output: Folder, config: CurationConfig, workers: Mapping[Stage, Callable] = WORKERS
+    sources: list[str],
+    output: Folder,
+    config: CurationConfig,
+    workers: Mapping[Stage, Callable] = WORKERS,
+    stats: StageStats | None = None,
 ) -> Iterator[InputResult]:
-    """Run the stages on Ray and yield each input's `InputResult` as soon as all of its clips are through."""
+    """Run the stages on Ray and yield each input's `InputResult` as soon as all of its clips are through;
+    `stats` is given the dataset, for Ray Data's figures of each operator as it runs."""
     stage_args = {"output_dir": output.location, "config": config}
     dataset = ray.data.from_items([{"source": source} for source in sources], override_num_blocks=len(sources))
     dataset = dataset.flat_map(
@@ -274,6 +287,8 @@ def stream_results(
         batch_format="numpy",
         num_cpus=FILING_CPUS,
     )
+    if stats is not None:
+        stats.dataset = dataset
     waiting: dict[str, InputResult] = {}
     for row in dataset.iter_rows():
         result = waiting.setdefault(row["source"], InputResult(row["source"], node=row["node"]))
@@ -289,28 +304,40 @@ def split_on_node(row: dict, split: Callable, **stage_args) -> list[dict]:
 
 
 def stream_results_here(
-    sources: list[str], output: Folder, config: CurationConfig, workers: Mapping[Stage, Callable] = WORKERS
+    sources: list[str],
+    output: Folder,
+    config: CurationConfig,
+    workers: Mapping[Stage, Callable] = WORKERS,
+    stats: StageStats | None = None,
 ) -> Iterator[InputResult]:
     """The same stages as `stream_results`, without Ray: one input after another, in this process.
 
     Each actor-pool worker is built once and called on batches shaped as Ray Data's numpy batches (one
-    object array per field), `ray.<pool>.batch_size` clips at a time.
+    object array per field), `ray.<pool>.batch_size` clips at a time. `stats` gets each stage's rows and seconds.
     """
+    stats = StageStats() if stats is None else stats
     stage_args = {"output_dir": output.location, "config": config}
     pools = [
-        (workers[stage.name](config=config), stage.pool_config(config).batch_size)
+        (stage.name, workers[stage.name](config=config), stage.pool_config(config).batch_size)
         for stage in enabled_stages(config)
         if stage.pool is not None
     ]
     for source in sources:
+        started = time.perf_counter()
         rows = workers[Stage.SPLIT]({"source": source}, **stage_args)
+        stats.add(Stage.SPLIT, len(rows), started)
         if reads_frames(config):
+            started = time.perf_counter()
             rows = [workers[Stage.MOTION](row, **stage_args) for row in rows]
-        for worker, batch_size in [*pools, (functools.partial(file_rows, output_dir=output.location), len(rows))]:
+            stats.add(Stage.MOTION, len(rows), started)
+        filing = ("file_rows", functools.partial(file_rows, output_dir=output.location), len(rows))
+        for stage, worker, batch_size in [*pools, filing]:
+            started = time.perf_counter()
             for start in range(0, len(rows), batch_size):
                 chunk = rows[start : start + batch_size]
                 batch = worker({name: np.array([row[name] for row in chunk], dtype=object) for name in chunk[0]})
                 rows[start : start + batch_size] = [{name: batch[name][i] for name in batch} for i in range(len(chunk))]
+            stats.add(stage, len(rows), started)
         result = InputResult(source)
         for row in rows:
             result.add(row)
@@ -318,14 +345,15 @@ def stream_results_here(
 
 
 def write_outputs(
-    sources: list[str], output: Folder, config: CurationConfig, run: Run = run_here, seconds=None
+    sources: list[str], output: Folder, config: CurationConfig, run: Run = run_here, seconds=None, stages=None
 ) -> CurationResult:
     """Shards, clips.parquet, thumbnails.parquet, errors.jsonl, sources.jsonl, summary.json and report.html of
     the finished inputs (`sources`, in input order). Shards and tables are written by tasks over groups of inputs
     (`outputs.py`; `run`: on Ray or here); this driver merges their counts. It reads each input's entry as it
     goes, twice, and keeps the small part of it (its name, clips, counts); the frames' fates go straight to
-    sources.jsonl (the report gets the first `report.timelines`). The time the shards and the report take is
-    added to `seconds`."""
+    sources.jsonl. report.html is made by passes of tasks over the parts of clips.parquet (`pipelines/report`).
+    The time the shards and the report take is added to `seconds`. `stages` (each stage's figures for the inputs
+    run in this invocation, `StageStats.figures()`) goes to summary.json as it is."""
     seconds = {} if seconds is None else seconds
     journal = RunJournal(output)
     errors: list[dict] = []
@@ -355,20 +383,17 @@ def write_outputs(
     counts.update(shards=len(shards), **merged)
     journal.remove_fragments_except(fragments)
     output.write_text(ERRORS_FILE, _json_lines(errors))
-    drawn = write_sources(output, journal, sources, config.report.timelines)
+    write_sources(output, journal, sources)
     summary = {
         "counts": counts,
         "frames": frames_summary(counts, kept_frames, frames_by_reason),
         "thresholds": thresholds_summary(rules),
         "shard_writers": {name: outcome.node for outcome in outcomes for name in outcome.shards},
+        "stages": stages or {},
     }
     output.write_text(SUMMARY_FILE, json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
     with _timed(seconds, "report"):
-        title = PurePosixPath(output.url()).name
-        rows = read_clips_table(output).to_pylist()
-        saved = functools.partial(read_thumbnails, output)
-        page = build_report(rows, summary, config, output.read_bytes, sources=drawn, title=title, read_thumbnails=saved)
-        output.write_text(REPORT_FILE, page)
+        write_report(output.location, config, run=run)
     # Every output is written: from here the shards are the only copy of the kept clips.
     journal.mark_complete(sources)
     keep = config.output.clip_files
@@ -376,19 +401,15 @@ def write_outputs(
     return CurationResult(clips=counts["kept"], failed_inputs=len(errors), counts=counts)
 
 
-def write_sources(output: Folder, journal: RunJournal, sources: list[str], drawn: int) -> list[dict]:
-    """sources.jsonl, a line per input that was split, streamed from the entries; the first `drawn` lines."""
-    first = []
+def write_sources(output: Folder, journal: RunJournal, sources: list[str]) -> None:
+    """sources.jsonl, a line per input that was split, streamed from the entries."""
     with output.open_partial(SOURCES_FILE) as file:
         for entry in map(journal.load, sources):
             if entry.error:
                 continue
             line = {"source": entry.source, "frames": entry.counts.get("frames", 0), "fates": entry.fates}
             file.write((json.dumps(line, ensure_ascii=False) + "\n").encode())
-            if len(first) < drawn:
-                first.append(line)
     output.publish(SOURCES_FILE)
-    return first
 
 
 def frames_summary(counts: dict[str, int], kept_frames: int, frames_by_reason: dict[str, int]) -> dict:
@@ -404,7 +425,7 @@ def frames_summary(counts: dict[str, int], kept_frames: int, frames_by_reason: d
 
 
 def run_on_ray(num_cpus: float) -> Run:
-    """`outputs.Run` as Ray tasks of `num_cpus` CPUs each, results taken as they finish; a group's outcome names
+    """`selection.Run` as Ray tasks of `num_cpus` CPUs each, results taken as they finish; a group's outcome names
     the node whose task wrote it."""
 
     def run(function: Callable, arguments: list[tuple]) -> Iterator:

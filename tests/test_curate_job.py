@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import re
 import signal
@@ -19,6 +20,7 @@ import pytest
 import ray
 from tiny_curation import TINY, config, read_shards, videos
 
+from curation import progress
 from curation.config import CurationConfig
 from curation.config_io import load_config
 from curation.errors import ModelLoadError
@@ -35,13 +37,16 @@ def local_ray():
     ray.shutdown()
 
 
-def test_job_writes_shards_equal_to_the_kept_rows(local_ray, tmp_path):
+def test_job_writes_shards_equal_to_the_kept_rows(local_ray, tmp_path, monkeypatch, caplog):
     sources = videos(tmp_path, 2)
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(b"")
     output = tmp_path / "out"
     job = config()
     job.report.timelines = 1  # of the two sources split, one is drawn
+    monkeypatch.setattr(sys, "stderr", io.StringIO())  # not a terminal: progress comes as log lines
+    monkeypatch.setattr(progress, "LOG_EVERY_SECONDS", 0.0)  # one after every video
+    caplog.set_level(logging.INFO, logger="svd.progress")
     result = run_curation([*sources, broken], output, job)
 
     table = pq.read_table(output / "clips.parquet").to_pylist()
@@ -61,6 +66,20 @@ def test_job_writes_shards_equal_to_the_kept_rows(local_ray, tmp_path):
     assert errors == [{"input": str(broken), "error": "empty file (0 bytes)"}]
     summary = json.loads((output / "summary.json").read_text())["counts"]
     assert summary["inputs"] == 3 and summary["kept"] == 6 and summary["shards"] == 2
+
+    # Ray Data's figures of each operator: a row per clip through the split and filing tasks, and one for the
+    # broken input, which says why it has none.
+    stages = json.loads((output / "summary.json").read_text())["stages"]
+    assert list(stages) == ["FromItems", "FlatMap(split_on_node)", "MapBatches(file_rows)"]
+    assert stages["FromItems"]["rows_out"] == 3
+    assert stages["FlatMap(split_on_node)"]["rows_out"] == stages["MapBatches(file_rows)"]["rows_out"] == len(table) + 1
+    split = stages["FlatMap(split_on_node)"]
+    assert split["wall_s"] > 0 and split["cpu_s"] > 0 and split["rows_per_s"] > 0
+    # Progress, a line per video: videos, their clips and clips per second, each operator's rows and rate.
+    lines = [record.getMessage() for record in caplog.records if record.getMessage().startswith("curate: ")]
+    clips, rows = r"\d clips \([0-9.]+ clips/s\)", r"FlatMap\(split_on_node\) \d rows \([0-9.]+ rows/s\)"
+    assert [re.match(rf"curate: (\d)/3 videos, {clips}; .*{rows}", line)[1] for line in lines[:3]] == ["1", "2", "3"]
+    assert re.match(r"curate: done, 3 videos in [0-9.]+ s, 6 clips .*FlatMap\(split_on_node\) 7 rows", lines[3])
     assert len((output / "sources.jsonl").read_text().splitlines()) == 2
     for _ in ("the job's page", "svd report's"):
         page = (output / "report.html").read_text()
@@ -86,6 +105,13 @@ def test_resume_after_the_driver_is_killed_equals_an_uninterrupted_run(local_ray
     overrides = ["output.shard_max_samples=3", "ray.ocr.batch_size=1", "output.fragment_rows=1"]
     straight = tmp_path / "straight"
     run_curation(sources, straight, load_config(CurationConfig, TINY, overrides))
+    clips = pq.read_table(straight / "clips.parquet").num_rows
+    # Each stage that ran is named in one of Ray Data's operators (Ray fuses some), and each had every clip.
+    stages = json.loads((straight / "summary.json").read_text())["stages"]
+    for worker in ("split_on_node", "motion_stage", "OcrStage", "file_rows"):
+        assert sum(worker in name for name in stages) == 1, (worker, list(stages))
+    rows = {name: stage["rows_out"] for name, stage in stages.items()}
+    assert rows.pop("FromItems") == len(sources) and set(rows.values()) == {clips}
 
     resumed = tmp_path / "resumed"
     command = [sys.executable, "-m", "svd.cli", "curate", *map(str, sources), "-o", str(resumed), "-c", str(TINY)]
@@ -103,11 +129,17 @@ def test_resume_after_the_driver_is_killed_equals_an_uninterrupted_run(local_ray
     driver.wait()
     finished_before = len(list(done.glob("*.json")))
     assert 1 <= finished_before < len(sources)
+    clips_before = sum(json.loads(path.read_text())["clips"] for path in done.glob("*.json"))
     assert not (resumed / "summary.json").exists()
 
     rerun = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr
     assert f"{finished_before} of {len(sources)} inputs already done" in rerun.stderr
+    # Progress and summary.json's `stages` count what this run did: the inputs left, and their clips.
+    left, left_clips = len(sources) - finished_before, clips - clips_before
+    assert re.search(rf"curate: done, {left} videos in [0-9.]+ s, {left_clips} clips \([0-9.]+ clips/s\)", rerun.stderr)
+    stages = json.loads((resumed / "summary.json").read_text())["stages"]
+    assert stages["FromItems"]["rows_out"] == left and stages["MapBatches(file_rows)"]["rows_out"] == left_clips
     assert not list((resumed / "shards").glob("*.part"))
     names = sorted(path.name for path in (straight / "shards").iterdir())
     assert sorted(path.name for path in (resumed / "shards").iterdir()) == names

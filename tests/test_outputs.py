@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import functools
+import math
+
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from curation.config import CurationConfig, FilterConfig
-from curation.filtering import calibrate, filter_rules
+from curation.filtering import calibrate, filter_rules, relative_threshold
 from curation.record import Column
-from pipelines import outputs
+from pipelines import outputs, selection
 from pipelines.journal import InputResult, RunJournal, write_fragment
-from pipelines.outputs import calibrated_rules, plan_groups, run_here
+from pipelines.layout import THUMBNAILS_TABLE
+from pipelines.outputs import calibrated_rules, plan_groups
+from pipelines.selection import run_here
 from pipelines.shards import ShardWriter, count_shards, sample_json, sample_size
 from pipelines.storage import Folder
 
@@ -78,10 +85,10 @@ def test_an_input_reads_back_its_rows_in_clip_order(tmp_path):
     assert position.tolist() == [0] * len(runs[2]) + [1] * len(runs[0])
 
 
-@pytest.mark.parametrize("collect_values", [outputs.COLLECT_VALUES, 0], ids=["default", "every-digit"])
+@pytest.mark.parametrize("collect_values", [selection.COLLECT_VALUES, 0], ids=["default", "every-digit"])
 @pytest.mark.parametrize("calibration_clips", [None, 5000])
 def test_relative_thresholds_equal_those_over_all_rows(tmp_path, monkeypatch, collect_values, calibration_clips):
-    monkeypatch.setattr(outputs, "COLLECT_VALUES", collect_values)  # 0: the radix select runs all four rounds
+    monkeypatch.setattr(selection, "COLLECT_VALUES", collect_values)  # 0: the radix select runs all four rounds
     runs = scores_of_inputs(0, 7)
     output, inputs = journal_of(tmp_path, runs)
     config = FilterConfig(
@@ -107,6 +114,34 @@ def test_relative_thresholds_equal_those_over_all_rows(tmp_path, monkeypatch, co
     assert all(rule.threshold is not None for rule in found)
 
 
+@pytest.mark.parametrize("collect_values", [selection.COLLECT_VALUES, 0], ids=["default", "every-digit"])
+def test_many_order_statistics_at_once_equal_relative_threshold(tmp_path, monkeypatch, collect_values):
+    """The report asks for many statistics of one score together (other shares, both ends of its range, over all
+    values and over a sample): each is what `relative_threshold` finds over the same values."""
+    monkeypatch.setattr(selection, "COLLECT_VALUES", collect_values)
+    runs = scores_of_inputs(2, 5)
+    output, inputs = journal_of(tmp_path, runs)
+    groups = plan_groups(inputs, group_clips=2500)
+    read = functools.partial(outputs.group_table, output.location)
+    score = Column.MOTION_SCORE.value
+    every = [row[score] for rows in runs for row in rows]
+    counts = selection.find_scored_counts(read, groups, run_here, [score])
+    sample = selection.sample_end(counts[score], 1234)
+    assert sample is not None
+    wanted = [
+        selection.OrderStatistic(score, fraction, keep, where)
+        for fraction in (0.0, 0.1, 0.25, 0.5, 0.999)
+        for keep in ("min", "max")
+        for where in (None, sample)
+    ]
+    found = selection.find_order_statistics(wanted, read, groups, run_here)
+    for stat in wanted:
+        values = every[:1234] if stat.sample else every
+        finite = [value for value in values if math.isfinite(value)]
+        assert found[stat] == selection.Found(relative_threshold(finite, stat.fraction, stat.keep), len(finite))
+    assert found[wanted[0]].value == min(every) and found[wanted[2]].value == max(every)
+
+
 def test_groups_are_consecutive_inputs_of_at_least_group_clips_and_skip_empty_ones():
     inputs = [("a", 3), ("b", 0), ("c", 2), ("d", 5), ("e", 1)]
     groups = plan_groups(inputs, group_clips=4)
@@ -128,3 +163,15 @@ def test_the_shard_count_is_what_the_writer_fills(tmp_path):
     expected = count_shards([sample_size(size, sample_json({"n": n}), "") for n, size in enumerate(sizes)], 17, 300_000)
     assert len(written) == expected > 200 // 17
     assert written[0] == "shard-000005.tar"
+
+
+def test_thumbnails_are_read_by_row_group_for_the_clips_asked_for(tmp_path):
+    output = Folder(str(tmp_path / "out"))
+    for index in range(2):
+        keys = [f"p{index}_{n:02d}" for n in range(20)]
+        table = pa.table({"key": keys, "thumbnail": [key.encode() for key in keys]}, schema=outputs.THUMBNAILS_SCHEMA)
+        outputs.write_part(output, THUMBNAILS_TABLE, index, table, row_group=3)
+    assert pq.ParquetFile(tmp_path / "out" / THUMBNAILS_TABLE / "part-000001.parquet").num_row_groups == 7
+    asked = {"p0_00", "p0_05", "p0_19", "p1_07", "p1_08", "nowhere"}
+    assert outputs.read_thumbnails(output, asked) == {key: key.encode() for key in asked - {"nowhere"}}
+    assert outputs.read_thumbnails(output, set()) == {}

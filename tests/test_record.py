@@ -99,5 +99,9 @@ def test_a_real_run_follows_the_record_and_the_plain_loop_matches_ray(source, tm
     assert [path.read_bytes() for path in sorted((tmp_path / "here" / "shards").glob("*.tar"))] == [
         path.read_bytes() for path in sorted((tmp_path / "ray" / "shards").glob("*.tar"))
     ]
+    # Without Ray, summary.json's `stages` has each stage worker's own count: a row per clip.
+    stages = json.loads((tmp_path / "here" / "summary.json").read_text())["stages"]
+    rows = {name: stage["rows_out"] for name, stage in stages.items()}
+    assert rows == {"split": 2, "motion": 2, "ocr": 2, "file_rows": 2}
     assert {"preflight", "stages", "outputs", "shards", "report"} <= set(here.seconds)
     assert {"ray_start", "stages", "ray_stop"} <= set(on_ray.seconds)

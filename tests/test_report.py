@@ -8,7 +8,7 @@ import json
 import math
 import re
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import av
@@ -23,7 +23,8 @@ from curation.config import CurationConfig
 from curation.config_io import load_config, save_config
 from curation.synthetic import Shot, Transition, make_video
 from pipelines.curate import run_curation
-from pipelines.report import build_report, write_report
+from pipelines.report import write_report
+from pipelines.storage import Folder
 from svd.cli import cli
 
 TINY = Path(__file__).parent.parent / "configs" / "curation" / "tiny.yaml"
@@ -322,19 +323,44 @@ def test_a_run_without_clips_gets_a_page(tmp_path):
     assert "No score was computed" in (out / "report.html").read_text()
 
 
-def test_build_report_reads_clips_through_the_reader_it_is_given(made_run, page):
-    """The job calls build_report with its rows in memory; a non-local OUT passes its own reader."""
-    rows = pq.read_table(made_run / "clips.parquet").to_pylist()
-    summary = json.loads((made_run / "summary.json").read_text())
+def test_a_clip_on_two_sheets_is_decoded_once(made_run, tmp_path, monkeypatch):
+    """A run without saved thumbnails gets them from the clip files, each file read once."""
+    out = tmp_path / "out"
+    shutil.copytree(made_run, out)
     asked = []
+    read_bytes = Folder.read_bytes
 
-    def reader(path: str) -> bytes:
-        asked.append(path)
-        return (made_run / path).read_bytes()
+    def counted(folder, relative):
+        if relative.startswith("clips/"):
+            asked.append(relative)
+        return read_bytes(folder, relative)
 
-    assert build_report(rows, summary, run_config(), reader, title=made_run.name) == page
+    monkeypatch.setattr(Folder, "read_bytes", counted)
+    write_report(out, overrides=["filter.min_motion=0.5"])  # calm: on its reason's sheet and on "unknown"
     assert sorted(set(asked)) == sorted(f"clips/{clip.key}.mp4" for clip in CLIPS)
-    assert len(asked) == len(set(asked))  # a clip on two sheets is decoded once
+    assert len(asked) == len(set(asked))
+
+
+@pytest.mark.parametrize("rows_per_part", [1, 2, 4])
+def test_the_page_does_not_depend_on_how_the_table_is_cut_into_parts(made_run, page, tmp_path, rows_per_part):
+    """The report's tasks each read one part of clips.parquet and the driver merges what they count: the same
+    page, byte for byte, from one part or many, with and without overrides."""
+    out = tmp_path / "out"
+    shutil.copytree(made_run, out)
+    table = pq.read_table(out / "clips.parquet")
+    (out / "clips.parquet").unlink()
+    for index, start in enumerate(range(0, table.num_rows, rows_per_part)):
+        (out / "clips.parquet").mkdir(exist_ok=True)
+        pq.write_table(table.slice(start, rows_per_part), out / "clips.parquet" / f"part-{index:06d}.parquet")
+    write_report(out)
+    assert (out / "report.html").read_text(encoding="utf-8") == page.replace(made_run.name, out.name)
+    overrides = ["filter.min_motion=0.5", "filter.drop_bottom_clip_score=0.25", "report.thumbnails_per_sheet=1"]
+    whole = tmp_path / "whole"
+    shutil.copytree(made_run, whole)
+    assert write_report(out, overrides=overrides) == replace(
+        write_report(whole, overrides=overrides), path=str(out / "report.html")
+    )
+    assert (out / "report.html").read_text() == (whole / "report.html").read_text().replace("whole", out.name)
 
 
 def test_report_of_a_real_run(tmp_path):

@@ -1,19 +1,20 @@
 """report.html: what a finished `svd curate` run kept and rejected, and what other thresholds would keep.
 
-Everything comes from the run's outputs (clips.parquet, summary.json, config.yaml) and its clip files; no
-score is computed again. `build_report` is a pure function of the rows, so the job can call it with what it
-holds in memory; clip bytes come through `read_clip`, so an OUT that is not a local folder can pass another
-reader. `write_report` is `svd report`: it reads OUT, re-applies the filter with `--set filter.*` overrides
-and writes OUT/report.html (OUT/config.yaml stays the run's config).
+Everything comes from the run's outputs (clips.parquet, thumbnails.parquet, summary.json, sources.jsonl,
+config.yaml); no score is computed again. `write_report` is what the job ends with and what `svd report` runs: it
+reads OUT, re-applies the filter (with `--set filter.*` overrides) and writes OUT/report.html (OUT/config.yaml
+stays the run's config).
 
-The layers, each using only those after it: `read` (OUT's files), `render` (the page), which shows what
-`what_if` finds (the filter re-applied to the stored scores) and the clips' `thumbnails`.
+Memory does not grow with the run: clips.parquet is read a part at a time by passes of tasks (`run`), and the
+driver keeps thresholds, counts, histogram bins and each contact sheet's first clips. The layers, each using only
+those after it: `read` (OUT's files), `render` (the page), which shows what `tally` counted in its pass under
+`what_if`'s filters (every threshold found over the whole run first) and the clips' `thumbnails`.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -21,11 +22,14 @@ from curation.config import CurationConfig
 from curation.config_io import ConfigError, parse_override
 from pipelines.layout import REPORT_FILE
 from pipelines.outputs import read_thumbnails
-from pipelines.report.read import ReportError, open_run, read_configs, read_rows, read_sources, read_summary
-from pipelines.report.render import render
-from pipelines.report.what_if import compare, evaluate
+from pipelines.report.read import ReportError, clip_parts, open_run, read_configs, read_part, read_sources, read_summary
+from pipelines.report.render import render, shown_keys
+from pipelines.report.tally import NEWLY_KEPT, NEWLY_REJECTED, count
+from pipelines.report.thumbnails import Thumbnails
+from pipelines.report.what_if import calibrate
+from pipelines.selection import Run, run_here
 
-__all__ = ["ReportError", "ReportSummary", "build_report", "write_report"]
+__all__ = ["ReportError", "ReportSummary", "write_report"]
 
 # `svd report` re-applies the filter to stored scores; any other section would need the clips scored again.
 REPORT_SECTIONS = ("filter", "report")
@@ -46,12 +50,16 @@ class ReportSummary:
 
 
 def write_report(
-    output_dir: str | Path, config: CurationConfig | None = None, overrides: Sequence[str] = ()
+    output_dir: str | Path,
+    config: CurationConfig | None = None,
+    overrides: Sequence[str] = (),
+    run: Run = run_here,
 ) -> ReportSummary:
     """Rebuild OUT/report.html from a finished run, with `--set filter.*` overrides shown beside the run's filter.
 
     OUT is a path or a URL (`pipelines/storage.py`). `config` is the run's config when the caller holds it
     (default: OUT/config.yaml); the overrides apply on top of OUT/config.yaml and are never written to it.
+    `run` runs the passes over the parts of clips.parquet (`selection.Run`: here, or Ray tasks in the job).
     """
     # 1. Check that OUT holds a finished run, and which overrides are asked for.
     output = open_run(output_dir)
@@ -62,52 +70,29 @@ def write_report(
                 f"--set {override}: svd report only re-applies filter.* (and report.*) to the stored scores; "
                 f"changing {keys[0]}.* needs the clips scored again with svd curate"
             )
-    # 2. Read the run; the overrides apply on top of its saved config.
+    # 2. Read what the driver holds whole: the configs, summary.json, the sources whose timelines are drawn.
     config, proposed = read_configs(output, config, overrides)
-    rows = read_rows(output)
     summary = read_summary(output)
     settings = (proposed or config).report
     sources = read_sources(output, settings.timelines)
-    # 3. Compare, render, write.
-    comparison = compare(rows, config, proposed, overrides)
+    # 3. The passes over clips.parquet: every threshold, then what the page counts and shows.
+    parts = clip_parts(output)
+    read = functools.partial(read_part, output.location)
+    filters = calibrate(config, proposed, overrides, read, parts, run)
+    tally = count(filters, settings, [source["source"] for source in sources], read, parts, run)
+    # 4. Thumbnails of the clips shown, the page.
+    saved = read_thumbnails(output, shown_keys(tally, filters))
+    thumbnails = Thumbnails(output.read_bytes, settings.thumbnail_width, saved)
     title = PurePosixPath(output.url()).name
-    saved = functools.partial(read_thumbnails, output)
-    page = render(rows, summary, config, output.read_bytes, comparison, settings, title, sources, saved)
-    output.write_text(REPORT_FILE, page)
-    before = comparison.before if comparison else evaluate(rows, config)
-    after = comparison.after if comparison else None
+    output.write_text(REPORT_FILE, render(tally, filters, summary, settings, title, sources, thumbnails))
+    compared = filters.after is not None
     return ReportSummary(
         output.url(REPORT_FILE),
-        clips=len(rows),
-        kept=len(before.kept),
-        overrides=comparison.overrides if comparison else (),
-        kept_with_overrides=len(after.kept) if after else None,
-        unknown_with_overrides=len(after.unknown) if after else None,
-        newly_kept=len(comparison.newly_kept) if comparison else 0,
-        newly_rejected=len(comparison.newly_rejected) if comparison else 0,
+        clips=tally.clips,
+        kept=tally.kept,
+        overrides=filters.overrides,
+        kept_with_overrides=tally.after_kept if compared else None,
+        unknown_with_overrides=tally.after_unknown if compared else None,
+        newly_kept=tally.sheets[NEWLY_KEPT].count if compared else 0,
+        newly_rejected=tally.sheets[NEWLY_REJECTED].count if compared else 0,
     )
-
-
-def build_report(
-    rows: Sequence[dict],
-    summary: dict,
-    config: CurationConfig,
-    read_clip: Callable[[str], bytes],
-    proposed: CurationConfig | None = None,
-    overrides: Sequence[str] = (),
-    title: str = "",
-    sources: Sequence[dict] = (),
-    read_thumbnails: Callable[[set[str]], Mapping[str, bytes]] | None = None,
-) -> str:
-    """The report page (self-contained HTML) of a run: `rows` as in clips.parquet, `summary` as in summary.json,
-    `config` the run's. `read_clip(row[Column.PATH])` returns a clip file's bytes (its middle frame is the
-    thumbnail).
-
-    `proposed` is the run's config with `overrides` applied: the page then also shows what it would keep.
-    `sources` as in sources.jsonl, its first `report.timelines` lines at least: each source's timeline (none for
-    a run written before it existed).
-    `read_thumbnails(keys)`: the thumbnails saved while splitting (key -> JPEG), else made from the clip files.
-    """
-    comparison = compare(rows, config, proposed, overrides)
-    settings = (proposed or config).report
-    return render(rows, summary, config, read_clip, comparison, settings, title, sources, read_thumbnails)

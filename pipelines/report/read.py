@@ -1,4 +1,5 @@
-"""Reading a finished run from OUT: that it holds one, its config (with `--set` overrides), rows and summary.
+"""Reading a finished run from OUT: that it holds one, its config (with `--set` overrides), summary, sources and
+the parts of its clip table.
 
 A problem with OUT is one `ReportError` line for the user.
 """
@@ -7,14 +8,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from curation.config import CurationConfig
 from curation.config_io import load_config
+from curation.record import ROW_SCHEMA
 from pipelines.layout import CLIPS_TABLE, CONFIG_FILE, SOURCES_FILE, SUMMARY_FILE
-from pipelines.outputs import read_clips_table
 from pipelines.storage import Folder, LocationError
 
 RUN_FILES = (CLIPS_TABLE, SUMMARY_FILE, CONFIG_FILE)
@@ -52,12 +56,42 @@ def read_configs(
     return config, proposed
 
 
-def read_rows(output: Folder) -> list[dict]:
-    """The rows of clips.parquet, in the run's input order; a damaged file is one line."""
+@dataclass(frozen=True)
+class Part:
+    """One Parquet file of clips.parquet, read by one task of the report's passes (a `selection.Piece`)."""
+
+    index: int
+    path: str  # relative to OUT
+
+    @property
+    def ranks(self) -> tuple[int, ...]:
+        # The parts are in run order and each holds its rows in run order: a part's number is where it stands.
+        return (self.index,)
+
+
+def clip_parts(output: Folder) -> list[Part]:
+    """The parts of clips.parquet in run order (one, the file itself, for a run written before parts)."""
+    if not output.is_folder(CLIPS_TABLE):
+        return [Part(0, CLIPS_TABLE)]
+    names = output.list(CLIPS_TABLE, "part-*.parquet")
+    return [Part(index, f"{CLIPS_TABLE}/{name}") for index, name in enumerate(names)]
+
+
+def read_part(output_dir: str, part: Part, columns: list[str]) -> tuple[pa.Table, np.ndarray]:
+    """`columns` of one part (a column the part lacks, as one written by hand may, reads as nulls), and each row's
+    `Part.ranks` (`selection.Read`); a damaged file is one line."""
+    output = Folder(output_dir)
     try:
-        return read_clips_table(output).to_pylist()
+        with output.open(part.path) as file:  # only the columns asked for are read
+            parquet = pq.ParquetFile(file)
+            present = [name for name in columns if name in parquet.schema_arrow.names]
+            table = parquet.read(columns=present)
     except (OSError, pa.ArrowException) as error:
-        raise ReportError(f"{output.url(CLIPS_TABLE)}: cannot be read as the run's clip table: {error}") from None
+        raise ReportError(f"{output.url(part.path)}: cannot be read as the run's clip table: {error}") from None
+    for name in columns:
+        if name not in present:
+            table = table.append_column(ROW_SCHEMA.field(name), pa.nulls(table.num_rows, ROW_SCHEMA.field(name).type))
+    return table.select(columns), np.full(table.num_rows, part.index, np.int64)
 
 
 def read_summary(output: Folder) -> dict:

@@ -1,31 +1,23 @@
 """The report page: its sections as HTML, the score histograms as inline SVG, the contact sheets' cards.
 
-It shows what `what_if` found (the run's filter, the overrides', other thresholds) and the clips' `thumbnails`;
-every text that comes from a run (keys, captions, file names, errors) is escaped.
+It shows what the report's pass (`tally`) counted under `what_if`'s filters (the run's, the overrides', other
+thresholds) and the clips' `thumbnails`; every text that comes from a run (keys, captions, file names, errors) is
+escaped.
 """
 
 from __future__ import annotations
 
 import base64
 import html
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 
-from curation.config import CurationConfig, ReportConfig
+from curation.config import ReportConfig
 from curation.filtering import Rule
 from curation.record import DECODE_FAILED, SCORES, Column
 from curation.split.fates import ALIGNMENT, CLIP, FATE_COUNTS, TOO_SHORT, TRANSITION
+from pipelines.report.tally import KEPT_SHEET, NEWLY_KEPT, NEWLY_REJECTED, UNKNOWN, Sheet, Tally, histogram_range
 from pipelines.report.thumbnails import Thumbnails
-from pipelines.report.what_if import (
-    Alternative,
-    Alternatives,
-    Comparison,
-    Outcome,
-    alternatives,
-    cut_short,
-    evaluate,
-    finite,
-    reason_names,
-)
+from pipelines.report.what_if import Alternatives, Filters, Try
 
 # The names the page gives the scores.
 SCORE_LABELS = {
@@ -60,74 +52,69 @@ COUNT_END = ("rejected", "kept", "shards")
 
 
 def render(
-    rows: Sequence[dict],
+    tally: Tally,
+    filters: Filters,
     summary: dict,
-    config: CurationConfig,
-    read_clip: Callable[[str], bytes],
-    comparison: Comparison | None,
     settings: ReportConfig,
     title: str,
-    sources: Sequence[dict] = (),
-    read_thumbnails: Callable[[set[str]], Mapping[str, bytes]] | None = None,
+    sources: Sequence[dict],
+    thumbnails: Thumbnails,
 ) -> str:
-    """The page of a run (`rows` as in clips.parquet, `summary` as in summary.json, `config` the run's, `sources`
-    as in sources.jsonl), with `comparison` when overrides change the filter; `settings` are the report's (the
-    overrides' if any). `read_thumbnails(keys)` gives the saved thumbnails of the clips the sheets show (key ->
-    JPEG); a clip without one gets a thumbnail made from `read_clip(path)`."""
-    before = comparison.before if comparison else evaluate(rows, config)
-    shown = comparison.proposed if comparison else config
-    early = cut_short(rows, config)
+    """The page of a run: what the report's pass found (`tally`) under `filters`, `summary` as in summary.json,
+    `sources` the first `settings.timelines` lines of sources.jsonl; `settings` are the report's (the overrides'
+    if any)."""
     parts = [
         f"<h1>Curation report{': ' + _text(title) if title else ''}</h1>",
-        _intro(rows, before, comparison, early),
+        _intro(tally, filters),
         _counts_section(summary),
-        _timelines_section(sources, _split_sources(summary, sources), rows, before, settings.timelines),
-        _histograms_section(rows, before, comparison, settings.histogram_bins),
-        _what_if_section(rows, shown, comparison, early, settings.what_if_fractions),
+        _timelines_section(sources, _split_sources(summary, sources), tally, filters, settings.timelines),
+        _histograms_section(tally, filters),
+        _what_if_section(tally, filters),
         "<h2>Contact sheets</h2>",
     ]
-    # (anchor, heading, clip keys, the outcome whose reasons the cards show)
-    sheets = [("sheet-kept", "Kept", sorted(before.kept), before)]
-    for name in reason_names(before):
-        keys = sorted(key for key, reasons in before.reasons.items() if any(r["filter"] == name for r in reasons))
-        sheets.append((f"sheet-rejected-{name}", f"Rejected by {name}", keys, before))
-    if comparison is not None:
-        after = comparison.after
-        sheets += [
-            ("sheet-newly-kept", "Kept only with the overrides", comparison.newly_kept, after),
-            ("sheet-newly-rejected", "Rejected only with the overrides", comparison.newly_rejected, after),
-            (
-                "sheet-unknown",
-                "Might be kept with the overrides: rejected early, later scores never computed",
-                sorted(after.unknown),
-                before,
-            ),
-        ]
-    by_key = {row[Column.KEY]: row for row in rows}
-    shown_keys = {key for _, _, keys, _ in sheets for key in keys[: settings.thumbnails_per_sheet]}
-    saved = read_thumbnails(shown_keys) if read_thumbnails else {}
-    thumbnails = Thumbnails(read_clip, settings.thumbnail_width, saved)
-    for anchor, heading, keys, outcome in sheets:
-        clips = [by_key[key] for key in keys]
-        parts.append(_sheet(anchor, heading, clips, outcome, thumbnails, settings.thumbnails_per_sheet))
+    for anchor, heading, name in _sheets(tally, filters):
+        parts.append(_sheet(anchor, heading, tally.sheets[name], thumbnails, settings.thumbnails_per_sheet))
     return _page(title, "\n".join(parts))
+
+
+def _sheets(tally: Tally, filters: Filters) -> list[tuple[str, str, str]]:
+    """The contact sheets shown: (anchor, heading, name in `Tally.sheets`)."""
+    sheets = [("sheet-kept", "Kept", KEPT_SHEET)]
+    sheets += [(f"sheet-rejected-{name}", f"Rejected by {name}", name) for name in _reasons_found(tally, filters)]
+    if filters.after is not None:
+        sheets += [
+            ("sheet-newly-kept", "Kept only with the overrides", NEWLY_KEPT),
+            ("sheet-newly-rejected", "Rejected only with the overrides", NEWLY_REJECTED),
+            ("sheet-unknown", "Might be kept with the overrides: rejected early, later scores never computed", UNKNOWN),
+        ]
+    return sheets
+
+
+def shown_keys(tally: Tally, filters: Filters) -> set[str]:
+    """The clips whose thumbnails the page shows."""
+    return {row[Column.KEY] for _, _, name in _sheets(tally, filters) for row in tally.sheets[name].first}
+
+
+def _reasons_found(tally: Tally, filters: Filters) -> list[str]:
+    """The reasons the run's filter rejected a clip for, in the order of the rules (decode failures first)."""
+    return [name for name in filters.reason_names() if tally.sheets.get(name, Sheet()).count]
 
 
 # --- page sections -------------------------------------------------------------------------------------------
 
 
-def _intro(rows: Sequence[dict], before: Outcome, comparison: Comparison | None, early: dict[str, str]) -> str:
-    lines = [f"<p>{len(rows)} clips, {len(before.kept)} kept, {len(rows) - len(before.kept)} rejected.</p>"]
-    if comparison is not None:
+def _intro(tally: Tally, filters: Filters) -> str:
+    lines = [f"<p>{tally.clips} clips, {tally.kept} kept, {tally.clips - tally.kept} rejected.</p>"]
+    if filters.after is not None:
         lines.append(
-            f"<p class='overrides'>Also shown: the filter with {_text(_overrides_text(comparison.overrides))} "
+            f"<p class='overrides'>Also shown: the filter with {_text(_overrides_text(filters.overrides))} "
             "(OUT/config.yaml is unchanged).</p>"
         )
-    if early:
-        names = ", ".join(sorted(set(early.values())))
+    if tally.early:
+        names = ", ".join(sorted(tally.early))
         lines.append(
-            f"<p class='caveat'>{len(early)} clips were rejected early ({_text(names)}) and never got their later "
-            "scores or captions. Where other thresholds would let one through, it is counted as "
+            f"<p class='caveat'>{sum(tally.early.values())} clips were rejected early ({_text(names)}) and never got "
+            "their later scores or captions. Where other thresholds would let one through, it is counted as "
             "<em>plus up to</em>, never as kept: only running svd curate with those thresholds says whether its "
             "later scores pass.</p>"
         )
@@ -153,18 +140,14 @@ def _split_sources(summary: dict, sources: Sequence[dict]) -> int:
     return max(len(sources), counts.get("inputs", 0) - counts.get("failed_inputs", 0))
 
 
-def _timelines_section(sources: Sequence[dict], total: int, rows: Sequence[dict], outcome: Outcome, limit: int) -> str:
+def _timelines_section(sources: Sequence[dict], total: int, tally: Tally, filters: Filters, limit: int) -> str:
     """One strip per source (the first `limit` of the `total` split): where its frames went (kept or rejected
     clips, transitions, too short, alignment)."""
     if not sources:
         return ""
-    clips: dict[str, list[dict]] = {}
-    for row in rows:
-        clips.setdefault(row[Column.SOURCE], []).append(row)
-    reason_colour = {
-        name: REASON_COLOURS[min(i, len(REASON_COLOURS) - 1)] for i, name in enumerate(reason_names(outcome))
-    }
-    strips = [_strip(source, clips.get(source["source"], []), outcome, reason_colour) for source in sources[:limit]]
+    found = _reasons_found(tally, filters)
+    reason_colour = {name: REASON_COLOURS[min(i, len(REASON_COLOURS) - 1)] for i, name in enumerate(found)}
+    strips = [_strip(source, tally.timelines.get(source["source"], []), reason_colour) for source in sources[:limit]]
     more = f" ({total - limit} more not shown)" if total > limit else ""
     legend = [(KEPT_COLOUR, "kept clip")] + [(colour, f"rejected by {name}") for name, colour in reason_colour.items()]
     legend += [(FATE_COLOURS[fate], text) for fate, text in _FATE_TEXT.items()]
@@ -182,17 +165,15 @@ _FATE_TEXT = {
 }
 
 
-def _strip(source: dict, clips: list[dict], outcome: Outcome, reason_colour: dict[str, str]) -> str:
+def _strip(source: dict, clips: list[tuple], reason_colour: dict[str, str]) -> str:
     frames = max(1, source["frames"])
     spans = [(start, end, FATE_COLOURS[fate], _FATE_TEXT[fate]) for start, end, fate in source["fates"] if fate != CLIP]
-    for row in clips:
-        key = row[Column.KEY]
-        if key in outcome.kept:
+    for start, end, key, kept, first in clips:
+        if kept:
             colour, why = KEPT_COLOUR, "kept"
         else:
-            first = outcome.reasons.get(key, [{"filter": "?"}])[0]["filter"]
             colour, why = reason_colour.get(first, REASON_COLOURS[-1]), f"rejected by {first}"
-        spans.append((row[Column.START_FRAME], row[Column.END_FRAME], colour, f"{key}: {why}"))
+        spans.append((start, end, colour, f"{key}: {why}"))
     shapes = [
         f"<rect x='{start / frames * STRIP_WIDTH:.2f}' y='0' width='{max((end - start) / frames * STRIP_WIDTH, 0.5):.2f}'"
         f" height='{STRIP_HEIGHT}' fill='{colour}'><title>frames {start}-{end}: {_text(what)}</title></rect>"
@@ -206,21 +187,21 @@ def _strip(source: dict, clips: list[dict], outcome: Outcome, reason_colour: dic
     )
 
 
-def _histograms_section(rows: Sequence[dict], before: Outcome, comparison: Comparison | None, bins: int) -> str:
+def _histograms_section(tally: Tally, filters: Filters) -> str:
     plots = []
     for score in SCORES:
-        scored = [(row[score], row[Column.KEY] in before.kept) for row in rows if finite(row.get(score))]
-        if not scored:
+        if score not in tally.histograms:
             continue
-        lines = [(rule, False) for rule in before.rules if rule.score == score and rule.threshold is not None]
-        if comparison is not None:  # the overrides' thresholds that differ from the run's
+        lines = [(rule, False) for rule in filters.before if rule.score == score and rule.threshold is not None]
+        if filters.after is not None:  # the overrides' thresholds that differ from the run's
             run = {(rule.name, rule.threshold) for rule, _ in lines}
             lines += [
                 (rule, True)
-                for rule in comparison.after.rules
+                for rule in filters.after
                 if rule.score == score and rule.threshold is not None and (rule.name, rule.threshold) not in run
             ]
-        plots.append(_histogram(score, _label(score), scored, lines, bins))
+        kept, rejected = tally.histograms[score]
+        plots.append(_histogram(score, _label(score), kept, rejected, histogram_range(filters, score), lines))
     if not plots:
         return "<section id='histograms'><h2>Scores</h2><p>No score was computed in this run.</p></section>"
     legend = (
@@ -232,18 +213,15 @@ def _histograms_section(rows: Sequence[dict], before: Outcome, comparison: Compa
 
 
 def _histogram(
-    score: str, label: str, scored: list[tuple[float, bool]], lines: list[tuple[Rule, bool]], bins: int
+    score: str,
+    label: str,
+    kept: list[int],
+    rejected: list[int],
+    edges: tuple[float, float],
+    lines: list[tuple[Rule, bool]],
 ) -> str:
-    values = [value for value, _ in scored]
-    low = min(values + [rule.threshold for rule, _ in lines])
-    high = max(values + [rule.threshold for rule, _ in lines])
-    if high <= low:
-        high = low + 1.0
-    step = (high - low) / bins
-    kept, rejected = [0] * bins, [0] * bins
-    for value, is_kept in scored:
-        index = min(bins - 1, int((value - low) / step))
-        (kept if is_kept else rejected)[index] += 1
+    low, high = edges
+    bins = len(kept)
     tallest = max(k + r for k, r in zip(kept, rejected, strict=True))
     inner_w, inner_h = PLOT_WIDTH - 2 * PLOT_MARGIN, PLOT_HEIGHT - 2 * PLOT_MARGIN
     bar_w = inner_w / bins
@@ -282,6 +260,7 @@ def _histogram(
         f"<text x='{PLOT_MARGIN + inner_w}' y='{axis_y}' font-size='10' text-anchor='end'>{_number(high)}</text>",
         f"<text x='2' y='{PLOT_MARGIN}' font-size='10'>{tallest}</text>",
     ]
+    values = sum(kept) + sum(rejected)
     kept_total = sum(kept)
     svg = (
         f"<svg width='{PLOT_WIDTH}' height='{PLOT_HEIGHT}' "
@@ -290,62 +269,54 @@ def _histogram(
     rules = f"<ul>{''.join(captions)}</ul>" if captions else "<p class='note'>no threshold on this score</p>"
     return (
         f"<div class='histogram' id='hist-{score}'><h3>{_text(label)} <code>{score}</code></h3>{svg}"
-        f"<p class='note'>{len(values)} clips with this score: {kept_total} kept, {len(values) - kept_total} "
+        f"<p class='note'>{values} clips with this score: {kept_total} kept, {values - kept_total} "
         f"rejected</p>{rules}</div>"
     )
 
 
-def _what_if_section(
-    rows: Sequence[dict],
-    shown: CurationConfig,
-    comparison: Comparison | None,
-    early: dict[str, str],
-    fractions: Sequence[float],
-) -> str:
+def _what_if_section(tally: Tally, filters: Filters) -> str:
     parts = ["<section id='what-if'><h2>What other thresholds would keep</h2>"]
-    skipped = frozenset(early)
-    if comparison is not None:
-        after = comparison.after
-        unknown = f", plus up to {len(after.unknown)} whose later scores were never computed" if after.unknown else ""
-        parts.append(
-            f"<p class='overrides'>With {_text(_overrides_text(comparison.overrides))}: <b>{len(after.kept)} kept</b> "
-            f"(the run kept {len(comparison.before.kept)}: {len(comparison.newly_kept)} more, "
-            f"{len(comparison.newly_rejected)} fewer){unknown}. See the contact sheets below.</p>"
+    if filters.after is not None:
+        newly_kept, newly_rejected = tally.sheets[NEWLY_KEPT].count, tally.sheets[NEWLY_REJECTED].count
+        unknown = (
+            f", plus up to {tally.after_unknown} whose later scores were never computed" if tally.after_unknown else ""
         )
-    rules = list(evaluate(rows, shown, skipped).rules)
-    if not rules:
+        parts.append(
+            f"<p class='overrides'>With {_text(_overrides_text(filters.overrides))}: <b>{tally.after_kept} kept</b> "
+            f"(the run kept {tally.kept}: {newly_kept} more, {newly_rejected} fewer){unknown}. "
+            "See the contact sheets below.</p>"
+        )
+    if not filters.shown:
         parts.append("<p>The filter has no rule.</p></section>")
         return "\n".join(parts)
-    which = "the run's config with the overrides" if comparison is not None else "the run's config"
+    which = "the run's config with the overrides" if filters.after is not None else "the run's config"
     parts.append(
         f"<p class='note'>Each table changes one filter and keeps the others as in {which}. Absolute thresholds "
         "are tried at the values that would drop each share of the scored clips by that score alone. "
         "<em>Plus up to</em>: clips rejected early that would pass every rule they have a score for; relative "
         "thresholds of later scores are taken over the clips that have them.</p><div class='tables'>"
     )
-    unscored = []
-    for rule in rules:
-        table = alternatives(rows, shown, rule, skipped, fractions)
-        if table is not None:
-            parts.append(_alternatives_table(table))
-        else:
-            unscored.append(rule.name)
+    for table, counted in zip(filters.alternatives, tally.tries, strict=True):
+        parts.append(_alternatives_table(table, counted, filters.ranges[table.rule.score][2]))
     parts.append("</div>")
-    if unscored:
-        parts.append(f"<p class='note'>No table for {_text(', '.join(unscored))}: the run computed no such score.</p>")
+    if filters.unscored:
+        names = ", ".join(filters.unscored)
+        parts.append(f"<p class='note'>No table for {_text(names)}: the run computed no such score.</p>")
     parts.append("</section>")
     return "\n".join(parts)
 
 
-def _alternatives_table(table: Alternatives) -> str:
+def _alternatives_table(table: Alternatives, counted: list[tuple[int, int, int]], scored: int) -> str:
     rule = table.rule
     body = []
-    for tried in table.tries:
-        unknown = f"+ up to {tried.unknown}" if tried.unknown else ""
+    for tried, (kept, unknown, dropped) in zip(table.tries, counted, strict=True):
+        plus = f"+ up to {unknown}" if unknown else ""
         mark = " class='configured'" if tried.configured else ""
+        threshold = tried.rule.threshold if tried.rule else None
+        setting = _setting_text(tried, rule, dropped, scored)
         body.append(
-            f"<tr{mark}><td>{_text(_setting_text(tried, rule, table.scored))}{' (as configured)' if mark else ''}</td>"
-            f"<td class='n'>{_number(tried.threshold)}</td><td class='n'>{tried.kept}</td><td class='n'>{unknown}</td></tr>"
+            f"<tr{mark}><td>{_text(setting)}{' (as configured)' if mark else ''}</td>"
+            f"<td class='n'>{_number(threshold)}</td><td class='n'>{kept}</td><td class='n'>{plus}</td></tr>"
         )
     direction = "keeps at least" if rule.keep == "min" else "keeps at most"
     return (
@@ -356,34 +327,34 @@ def _alternatives_table(table: Alternatives) -> str:
     )
 
 
-def _setting_text(tried: Alternative, rule: Rule, scored: int) -> str:
+def _setting_text(tried: Try, rule: Rule, dropped: int, scored: int) -> str:
     if tried.setting is None:
         return "off"
     if not tried.share:  # as configured
         return _percent(tried.setting) if rule.relative else _number(tried.setting)
     if rule.relative:
         return f"drop {_percent(tried.setting)}"
-    return f"{_number(tried.setting)} (alone drops {tried.dropped} of {scored})"
+    return f"{_number(tried.setting)} (alone drops {dropped} of {scored})"
 
 
 # --- contact sheets ------------------------------------------------------------------------------------------
 
 
-def _sheet(anchor: str, heading: str, rows: list[dict], outcome: Outcome, thumbnails: Thumbnails, limit: int) -> str:
-    shown = rows[:limit]
-    more = f" ({len(rows) - limit} more not shown)" if len(rows) > limit else ""
-    items = "".join(_card(row, outcome, thumbnails) for row in shown)
-    empty = "" if rows else "<p class='note'>none</p>"
+def _sheet(anchor: str, heading: str, sheet: Sheet, thumbnails: Thumbnails, limit: int) -> str:
+    more = f" ({sheet.count - limit} more not shown)" if sheet.count > limit else ""
+    items = "".join(_card(row, thumbnails) for row in sheet.first)
+    empty = "" if sheet.count else "<p class='note'>none</p>"
     return (
-        f"<section class='sheet' id='{_text(anchor)}'><h3>{_text(heading)}: {len(rows)}{more}</h3>{empty}"
+        f"<section class='sheet' id='{_text(anchor)}'><h3>{_text(heading)}: {sheet.count}{more}</h3>{empty}"
         f"<div class='cards'>{items}</div></section>"
     )
 
 
-def _card(row: dict, outcome: Outcome, thumbnails: Thumbnails) -> str:
+def _card(row: dict, thumbnails: Thumbnails) -> str:
+    """A clip of a sheet: a row of `tally.COLUMNS` with the reasons of the sheet's filter."""
     key = row[Column.KEY]
     scores = " &middot; ".join(f"{_text(_label(score))} {_number(row.get(score))}" for score in SCORES)
-    reasons = "".join(f"<div class='why'>{_reason_text(reason)}</div>" for reason in outcome.reasons.get(key, []))
+    reasons = "".join(f"<div class='why'>{_reason_text(reason)}</div>" for reason in row[Column.REJECT_REASONS])
     caption = row.get(Column.CAPTION)
     caption_html = f"<q>{_text(caption)}</q>" if caption else "<span class='note'>no caption</span>"
     return (

@@ -1,6 +1,10 @@
-"""What a filter config does to a run's stored scores: the run's filter, the one with `--set` overrides, and
-other thresholds of one rule at a time. The filter (`curation/filtering.py`) is re-applied; no score is
-computed again.
+"""What the report re-applies to a run's stored scores: the run's filter, the one with `--set` overrides, and other
+thresholds of one rule at a time, each rule calibrated over the whole run. No score is computed again.
+
+Every threshold the page needs is an order statistic of a score column: a relative rule's (at the run's
+fraction, the overrides' or another one tried), an absolute rule tried at "the value that drops 25% by this score
+alone", and each score's range for its histogram. `calibrate` finds them all at once, exactly, in rounds of
+tasks over the parts of clips.parquet (`pipelines/selection.py`); the driver holds only the thresholds.
 
 Early filtering leaves gaps: a clip rejected right after motion, OCR or aesthetics never got its later scores or
 captions. When other thresholds would let such a clip through, nothing says whether its later scores would
@@ -9,164 +13,167 @@ pass, so it is counted apart (`unknown`: "plus up to N" on the page), never as k
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from curation.config import CurationConfig
 from curation.config_io import parse_override
-from curation.filtering import Rule, apply_filter, filter_rules, relative_threshold
-from curation.record import DECODE_FAILED, SCORES, Column
+from curation.filtering import Rule, filter_rules
+from curation.record import DECODE_FAILED, SCORES
 from curation.stages import later_work
+from pipelines.selection import (
+    OrderStatistic,
+    Piece,
+    Read,
+    Run,
+    Sample,
+    find_order_statistics,
+    find_scored_counts,
+    sample_end,
+    statistic_of,
+    with_thresholds,
+)
 
 
 @dataclass(frozen=True)
-class Outcome:
-    """What one filter config does to the stored scores of a run."""
-
-    kept: frozenset[str]
-    # Would pass every rule they have a score for, but the run rejected them early: their later scores and
-    # captions were never computed, so whether they would be kept is unknown.
-    unknown: frozenset[str]
-    reasons: dict[str, list[dict]]  # clip key -> why it is rejected under this config
-    rules: tuple[Rule, ...]  # relative thresholds calibrated
-
-
-@dataclass(frozen=True)
-class Comparison:
-    """The run's filter against the one with `--set` overrides, on the same stored scores."""
-
-    before: Outcome
-    after: Outcome
-    proposed: CurationConfig  # the run's config with the overrides
-    overrides: tuple[str, ...]  # the filter.* ones
-
-    @property
-    def newly_kept(self) -> list[str]:
-        return sorted(self.after.kept - self.before.kept)
-
-    @property
-    def newly_rejected(self) -> list[str]:
-        return sorted(self.before.kept - self.after.kept)
-
-
-@dataclass(frozen=True)
-class Alternative:
+class Try:
     """One setting of a rule tried on the stored scores, the other rules as configured."""
 
     setting: float | None  # the rule's FilterConfig value; None: the rule off
     share: bool  # tried as one of `report.what_if_fractions` (else: off, or as configured)
-    dropped: int | None  # an absolute setting tried for a share: how many scored clips it alone drops
-    threshold: float | None  # the threshold the setting amounts to (a relative one calibrated)
-    kept: int
-    unknown: int
-    configured: bool  # the setting of the config the alternatives vary
+    rule: Rule | None  # the rule with this setting, calibrated; None: off
+    configured: bool  # the setting of the config the tries vary
 
 
 @dataclass(frozen=True)
 class Alternatives:
-    """Other settings of one rule, off first, then from the loosest to the strictest."""
+    """Other settings of one rule of the shown config, off first, then from the loosest to the strictest."""
 
     rule: Rule
-    scored: int  # clips with a finite value of the rule's score
-    tries: tuple[Alternative, ...]
+    position: int  # of `rule` among the shown config's rules
+    tries: tuple[Try, ...]
 
 
-def compare(
-    rows: Sequence[dict], config: CurationConfig, proposed: CurationConfig | None, overrides: Sequence[str] = ()
-) -> Comparison | None:
-    """The run's filter against `proposed`'s; None when they are the same filter (e.g. only report.* changed)."""
-    if proposed is None or proposed.filter == config.filter:
-        return None
-    skipped = frozenset(cut_short(rows, config))
-    shown = tuple(override for override in overrides if parse_override(override)[0][0] == "filter")
-    return Comparison(evaluate(rows, config), evaluate(rows, proposed, skipped), proposed, shown)
+@dataclass(frozen=True)
+class Filters:
+    """What the report's pass applies to every row, every threshold set: the run's rules (`before`), the
+    overrides' (`after`, None when they change no filter), the alternatives of the shown config's rules, and
+    each score's range."""
+
+    before: tuple[Rule, ...]
+    after: tuple[Rule, ...] | None
+    overrides: tuple[str, ...]  # the filter.* ones
+    # Absolute rules of the run after whose stage an enabled stage came: a clip they rejected skipped it
+    # (`filter.early`), so its later scores and captions were never computed.
+    stopping: frozenset[str]
+    alternatives: tuple[Alternatives, ...]
+    unscored: tuple[str, ...]  # rules of the shown config whose score no clip has
+    ranges: dict[str, tuple[float, float, int]]  # score -> (lowest, highest, clips with a finite value)
+
+    @property
+    def shown(self) -> tuple[Rule, ...]:
+        """The rules the what-if tables vary: the overrides' if any, else the run's."""
+        return self.after if self.after is not None else self.before
+
+    def reason_names(self) -> list[str]:
+        """Every reason a clip can be rejected for by the run's filter, in the order of the rules."""
+        return [DECODE_FAILED, *(rule.name for rule in self.before)]
 
 
-def evaluate(rows: Sequence[dict], config: CurationConfig, skipped: frozenset[str] = frozenset()) -> Outcome:
-    """Re-apply `config`'s filter to the stored scores. Clips in `skipped` (cut short by the run's early filter)
-    that pass every rule they have a score for are `unknown`, not kept."""
-    light = [
-        {
-            Column.KEY: row[Column.KEY],
-            **{score: row.get(score) for score in SCORES},
-            Column.REJECT_REASONS: list(row.get(Column.REJECT_REASONS) or []),
-        }
-        for row in rows
-    ]
-    rules = apply_filter(light, config.filter)
-    passed = {row[Column.KEY] for row in light if row[Column.KEPT]}
-    return Outcome(
-        kept=frozenset(passed - skipped),
-        unknown=frozenset(passed & skipped),
-        reasons={row[Column.KEY]: row[Column.REJECT_REASONS] for row in light if row[Column.REJECT_REASONS]},
-        rules=tuple(rules),
+def compares(config: CurationConfig, proposed: CurationConfig | None) -> bool:
+    """Whether the overrides change the filter (not e.g. only report.*)."""
+    return proposed is not None and proposed.filter != config.filter
+
+
+def calibrate(
+    config: CurationConfig,
+    proposed: CurationConfig | None,
+    overrides: Sequence[str],
+    read: Read,
+    parts: Sequence[Piece],
+    run: Run,
+) -> Filters:
+    """The run's filter and `proposed`'s (the run's config with `overrides`), with the tries of every rule of the
+    shown one at `report.what_if_fractions`, calibrated over the run's parts."""
+    configs = [config, proposed] if compares(config, proposed) else [config]
+    shown = configs[-1]
+    fractions = shown.report.what_if_fractions
+    # 1. Where each config's calibration sample ends (a pass of tasks, only when one is limited).
+    relative_scores = sorted({r.score.value for c in configs for r in filter_rules(c.filter) if r.relative})
+    limited = any(c.filter.calibration_clips is not None for c in configs)
+    counts = find_scored_counts(read, parts, run, relative_scores) if relative_scores and limited else {}
+
+    def samples(c: CurationConfig) -> dict[str, Sample]:
+        return {score: sample_end(counts[score], c.filter.calibration_clips) for score in counts}
+
+    # 2. Every order statistic the page needs, found together.
+    wanted = [statistic_of(rule, samples(c)) for c in configs for rule in filter_rules(c.filter) if rule.relative]
+    for rule in filter_rules(shown.filter):
+        sample = samples(shown).get(rule.score.value) if rule.relative else None
+        wanted += [OrderStatistic(rule.score.value, fraction, rule.keep, sample) for fraction in fractions]
+    ranges = {score: (OrderStatistic(score, 0.0, "min"), OrderStatistic(score, 0.0, "max")) for score in SCORES}
+    wanted += [stat for pair in ranges.values() for stat in pair]
+    found = find_order_statistics(wanted, read, parts, run)
+    # 3. The rules and the tries with their thresholds.
+    rules = [tuple(with_thresholds(filter_rules(c.filter), samples(c), found)) for c in configs]
+    alternatives, unscored = [], []
+    for position, rule in enumerate(rules[-1]):
+        low = found[ranges[rule.score.value][0]]
+        if not low.pool:
+            unscored.append(rule.name)
+            continue
+        tries = _tries(rule, getattr(shown.filter, rule.name), fractions, samples(shown), found)
+        alternatives.append(Alternatives(rule, position, tries))
+    return Filters(
+        before=rules[0],
+        after=rules[1] if len(rules) > 1 else None,
+        overrides=tuple(o for o in overrides if parse_override(o)[0][0] == "filter") if len(rules) > 1 else (),
+        stopping=stopping_rules(config),
+        alternatives=tuple(alternatives),
+        unscored=tuple(unscored),
+        ranges={
+            score: (found[low].value, found[high].value, found[low].pool)
+            for score, (low, high) in ranges.items()
+            if found[low].pool
+        },
     )
 
 
-def cut_short(rows: Sequence[dict], config: CurationConfig) -> dict[str, str]:
-    """Clips the run rejected early, before stages that then skipped them: key -> the filter that stopped it.
+def _tries(
+    rule: Rule,
+    configured: float,
+    fractions: Sequence[float],
+    samples: dict[str, Sample],
+    found: dict,
+) -> tuple[Try, ...]:
+    """`rule` off, at each share of `fractions` and as configured. An absolute rule is tried at the thresholds
+    that would drop each share of the scored clips by that score alone."""
+    score = rule.score.value
+    shares: dict[float, bool] = {}  # setting -> tried as a share; the first way a setting is tried names it
+    for fraction in fractions:
+        setting = fraction if rule.relative else found[OrderStatistic(score, fraction, rule.keep)].value
+        shares.setdefault(setting, True)
+    shares.setdefault(configured, False)
+    strictness = sorted(shares, reverse=not rule.relative and rule.keep == "max")
+    tries = [Try(None, False, None, False)]
+    for setting in strictness:
+        if rule.relative:
+            stat = found[OrderStatistic(score, setting, rule.keep, samples.get(score))]
+            variant = replace(rule, fraction=setting, threshold=stat.value, pool=stat.pool)
+        else:
+            variant = replace(rule, threshold=setting)
+        tries.append(Try(setting, shares[setting], variant, setting == configured))
+    return tuple(tries)
+
+
+def stopping_rules(config: CurationConfig) -> frozenset[str]:
+    """The run's absolute rules whose rejections skipped later stages (see `Filters.stopping`).
 
     With `filter.early`, absolute rules run right after their score's stage (`curation/filtering.py`), and a
     rejected clip goes through no later stage: its later scores and captions are None because they were never
     computed.
     """
     if not (config.filter.enabled and config.filter.early):
-        return {}
-    absolute = {rule.name: rule.score for rule in filter_rules(config.filter) if not rule.relative}
+        return frozenset()
     later = later_work(config)
-    stopped = {}
-    for row in rows:
-        for reason in row.get(Column.REJECT_REASONS) or []:
-            score = absolute.get(reason["filter"])
-            if score is not None and later[score.stage]:
-                stopped[row[Column.KEY]] = reason["filter"]
-                break
-    return stopped
-
-
-def reason_names(outcome: Outcome) -> list[str]:
-    """Filters that rejected something, in the order of the rules (decode failures first)."""
-    found = {reason["filter"] for reasons in outcome.reasons.values() for reason in reasons}
-    order = [DECODE_FAILED, *(rule.name for rule in outcome.rules)]
-    return [name for name in order if name in found] + sorted(found - set(order))
-
-
-def alternatives(
-    rows: Sequence[dict], shown: CurationConfig, rule: Rule, skipped: frozenset[str], fractions: Sequence[float]
-) -> Alternatives | None:
-    """`rule` (one of `shown`'s) off, at each share of `fractions` and as configured, the other rules as in
-    `shown`. An absolute rule is tried at the thresholds that would drop each share of the scored clips by that
-    score alone. None when no clip has the rule's score."""
-    values = [row[rule.score] for row in rows if finite(row.get(rule.score))]
-    if not values:
-        return None
-    configured = getattr(shown.filter, rule.name)
-    # setting -> (tried as a share, what it alone drops); the first way a setting is tried names it
-    tries: dict[float | None, tuple[bool, int | None]] = {None: (False, None)}
-    for fraction in fractions:
-        if rule.relative:
-            tries.setdefault(fraction, (True, None))
-        else:
-            value = relative_threshold(values, fraction, rule.keep)
-            dropped = sum(replace(rule, threshold=value).rejects(v) for v in values)
-            tries.setdefault(value, (True, dropped))
-    tries.setdefault(configured, (False, None))
-    strictness = sorted(
-        (value for value in tries if value is not None), reverse=not rule.relative and rule.keep == "max"
-    )
-    found = []
-    for value in [None, *strictness]:
-        config = shown.model_copy(update={"filter": shown.filter.model_copy(update={rule.name: value})})
-        outcome = evaluate(rows, config, skipped)
-        used = next((r.threshold for r in outcome.rules if r.name == rule.name), None)
-        share, dropped = tries[value]
-        found.append(
-            Alternative(value, share, dropped, used, len(outcome.kept), len(outcome.unknown), value == configured)
-        )
-    return Alternatives(rule, len(values), tuple(found))
-
-
-def finite(value) -> bool:
-    """A number that is a score: not None (never computed), NaN or infinite."""
-    return isinstance(value, int | float) and math.isfinite(value)
+    return frozenset(r.name for r in filter_rules(config.filter) if not r.relative and later[r.score.stage])
