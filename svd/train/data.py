@@ -45,7 +45,6 @@ from svd.train.latents import LatentCache
 log = logging.getLogger(__name__)
 
 
-
 @dataclass
 class Skipped:
     """A sample that gave no training example, and why (`unreadable`, `too_short`, `no_video`)."""
