@@ -6,9 +6,10 @@ records as a Parquet fragment under OUT/.work/ and passes on only the fragment's
 OUT may be local or any fsspec URL (`storage.py`). This driver files an input's entry once all of its clips
 are through. Then the output phase's tasks (`outputs.py`) find the relative thresholds, write the shards and
 the parts of clips.parquet and thumbnails.parquet; the driver writes errors.jsonl, sources.jsonl and
-summary.json, the report's tasks report.html (`pipelines/report`); the driver then marks the run complete and has the clip files that `output.clip_files` does
-not keep removed. Running the same command on the same OUT resumes: finished inputs are skipped, and the end
-state is that of an uninterrupted run. Outputs in OUT: see the README's output contract.
+summary.json, and the report's tasks report.html (`pipelines/report`); the driver then marks the run complete
+and has the clip files that `output.clip_files` does not keep removed. Running the same command on the same
+OUT resumes: finished inputs are skipped, and the end state is that of an uninterrupted run. Outputs in OUT:
+see the README's output contract.
 """
 
 from __future__ import annotations
