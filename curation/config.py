@@ -385,6 +385,16 @@ class FilterConfig(StageConfig):
     early: bool = True
 
 
+class DedupConfig(StageConfig):
+    """Copies among the inputs and their clips, found across the whole run.
+
+    `exact`: inputs that are the same file (equal size, then equal sha256 of the whole content) are split once;
+    each later copy, in input order, gets a line in sources.jsonl naming the input it duplicates, and no clips.
+    """
+
+    exact: bool = True
+
+
 class OutputConfig(StrictModel):
     shard_max_samples: int = Field(1000, ge=1)
     shard_max_bytes: int = Field(1_000_000_000, ge=1)
@@ -454,6 +464,7 @@ class CurationConfig(StrictModel):
     clip: ClipConfig = Field(default_factory=ClipConfig)
     caption: CaptionConfig = Field(default_factory=CaptionConfig)
     filter: FilterConfig = Field(default_factory=FilterConfig)
+    dedup: DedupConfig = Field(default_factory=DedupConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)
     ray: RayConfig = Field(default_factory=RayConfig)

@@ -37,6 +37,7 @@ from curation.progress import track
 from curation.record import Stage
 from curation.split.fates import CLIP, FATE_COUNTS, FATES
 from curation.stages import cpus_needed, enabled_stages, reads_frames
+from pipelines.copies import find_copies
 from pipelines.journal import InputResult, RunJournal
 from pipelines.layout import (
     CLIPS_FOLDER,
@@ -58,7 +59,7 @@ from pipelines.ray_runtime import ray_session
 from pipelines.report import write_report
 from pipelines.selection import Run, run_here
 from pipelines.stage_stats import StageStats
-from pipelines.storage import Folder, LocationError, filesystem, find_files, normalise
+from pipelines.storage import Folder, LocationError, filesystem, find_files, normalise, without_credentials
 from pipelines.workers import WORKERS, file_rows
 
 log = logging.getLogger(__name__)
@@ -193,11 +194,15 @@ def run_curation(
         the output phase's tasks (`run`) over every input. Progress shows the videos done, their clips and each
         stage's throughput; summary.json gets each stage's figures (`stage_stats.py`) for the pending inputs."""
         stages = StageStats()
-        if pending:
+        todo = pending
+        if todo and config.dedup.enabled and config.dedup.exact:
+            with _timed(seconds, "copies"):
+                todo = record_copies(sources, todo, journal, run)
+        if todo:
             with _timed(seconds, "stages"):
                 results = track(
-                    stream(pending, output, config, workers, stages),
-                    len(pending),
+                    stream(todo, output, config, workers, stages),
+                    len(todo),
                     "curate",
                     "videos",
                     count=lambda result: result.clips,
@@ -227,6 +232,18 @@ def run_curation(
     seconds["ray_stop"] = time.perf_counter() - stopping
     result.seconds = seconds
     return result
+
+
+def record_copies(sources: list[str], pending: list[str], journal: RunJournal, run: Run) -> list[str]:
+    """File each pending input that is the same file as an earlier input of the run (`pipelines/copies.py`) as
+    done, naming its original; the pending inputs left to split."""
+    copies = find_copies(sources, run)
+    for source in pending:
+        if source in copies:
+            original = without_credentials(copies[source])
+            log.info("%s: the same file as %s, not split again", without_credentials(source), original)
+            journal.record(InputResult(source, counts={"duplicate_inputs": 1}, duplicate_of=copies[source]))
+    return [source for source in pending if source not in copies]
 
 
 def prepare_output(output: Folder, config: CurationConfig, restart: bool) -> None:
@@ -403,12 +420,14 @@ def write_outputs(
 
 
 def write_sources(output: Folder, journal: RunJournal, sources: list[str]) -> None:
-    """sources.jsonl, a line per input that was split, streamed from the entries."""
+    """sources.jsonl, a line per input that was split or is a copy of one, streamed from the entries."""
     with output.open_partial(SOURCES_FILE) as file:
         for entry in map(journal.load, sources):
             if entry.error:
                 continue
             line = {"source": entry.source, "frames": entry.counts.get("frames", 0), "fates": entry.fates}
+            if entry.duplicate_of:
+                line["duplicate_of"] = without_credentials(entry.duplicate_of)
             file.write((json.dumps(line, ensure_ascii=False) + "\n").encode())
     output.publish(SOURCES_FILE)
 

@@ -42,6 +42,7 @@ class InputResult:
     node: str = ""  # the Ray node that split it, for tracing a cluster run
     clips: int = 0
     fragments: list[str] = field(default_factory=list)  # names under ROWS_FOLDER, sorted
+    duplicate_of: str | None = None  # the earlier input that is the same file (`dedup.exact`): not split
 
     def add(self, row: dict) -> None:
         """Take in one filed row of the stages (`pipelines.workers.file_rows`): its counts, error and fragment."""

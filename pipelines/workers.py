@@ -62,7 +62,7 @@ def split_stage(row: dict, output_dir: str, config: CurationConfig) -> list[dict
     try:
         # Remote sources are copied here first; a remote OUT gets the clip files once all are written.
         with local_source(source) as local, output.staged(CLIPS_FOLDER) as clips_dir:
-            result = split_video(local, clips_dir, clips_dir.parent, config.split)
+            result = split_video(local, clips_dir, clips_dir.parent, config.split, without_credentials(source))
             width = config.report.thumbnail_width
             thumbnails = [_thumbnail(clips_dir.parent / clip.path, clip, width) for clip in result.clips]
     except VideoError as error:

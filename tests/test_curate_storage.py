@@ -66,17 +66,25 @@ def test_remote_inputs_and_output_give_the_local_result(ftp, local_ray, tmp_path
     assert remote.clips == local.clips > 0
     assert remote.failed_inputs == 1
     assert not list(out.rglob("*.part")), "a half-written file was left on the remote OUT"
-    remote_samples, local_samples = read_shards(out), read_shards(tmp_path / "out")
-    assert remote_samples.keys() == local_samples.keys()
-    for key, sample in remote_samples.items():
-        assert sample["mp4"] == local_samples[key]["mp4"]
-        assert sample["txt"] == local_samples[key]["txt"]
+    # Keys name the input (its location), so the two runs' clips are matched by source file name and range.
     remote_rows = pq.read_table(out / "clips.parquet").to_pylist()
-    local_rows = {row["key"]: row for row in pq.read_table(tmp_path / "out" / "clips.parquet").to_pylist()}
+    local_rows = pq.read_table(tmp_path / "out" / "clips.parquet").to_pylist()
+
+    def clip_of(row: dict) -> tuple:
+        return row["source"].rsplit("/", 1)[-1], row["start_frame"], row["end_frame"]
+
+    local_by_clip = {clip_of(row): row for row in local_rows}
+    assert sorted(map(clip_of, remote_rows)) == sorted(local_by_clip)
+    remote_samples, local_samples = read_shards(out), read_shards(tmp_path / "out")
     for row in remote_rows:
+        local_row = local_by_clip[clip_of(row)]
         assert row["source"].startswith("ftp://127.0.0.1:") and row["source"].endswith(".mp4")
-        assert row["motion_score"] == pytest.approx(local_rows[row["key"]]["motion_score"])
+        assert row["motion_score"] == pytest.approx(local_row["motion_score"])
         assert (out / row["path"]).is_file() is not row["kept"]
+        assert (row["key"] in remote_samples) is row["kept"] is (local_row["key"] in local_samples)
+        if row["kept"]:
+            assert remote_samples[row["key"]]["mp4"] == local_samples[local_row["key"]]["mp4"]
+            assert remote_samples[row["key"]]["txt"] == local_samples[local_row["key"]]["txt"]
     errors = (out / "errors.jsonl").read_text()
     assert "broken.mp4" in errors
     for path in out.rglob("*"):  # a password in the URL never reaches the outputs

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import av
@@ -154,6 +155,19 @@ def test_keys_are_stable_across_reruns(tmp_path):
     assert [c.key for c in first.clips] == [c.key for c in second.clips]
     assert len({c.key for c in first.clips}) == len(first.clips)
     assert all("." not in c.key and "/" not in c.key for c in first.clips)
+
+
+def test_two_inputs_with_the_same_file_get_different_keys(tmp_path):
+    """Keys name the input, not only its bytes: a/clip.mp4 and b/clip.mp4 holding one file share no key."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    video = make_video(tmp_path / "a" / "clip.mp4", sample_timeline())
+    copy = shutil.copy(video.path, tmp_path / "b" / "clip.mp4")
+    first = split_video(video.path, tmp_path / "ca", tmp_path, SplitConfig(), str(video.path))
+    second = split_video(copy, tmp_path / "cb", tmp_path, SplitConfig(), str(copy))
+    assert [(c.start_frame, c.end_frame) for c in first.clips] == [(c.start_frame, c.end_frame) for c in second.clips]
+    assert not {c.key for c in first.clips} & {c.key for c in second.clips}
+    assert all(c.key.startswith("clip-") for c in first.clips + second.clips)
 
 
 def test_smart_cut_on_real_footage_copies_exactly_and_re_encodes_only_heads(tmp_path):

@@ -24,8 +24,12 @@ class SplitResult:
     fates: list[Span] = field(default_factory=list)  # where every frame went (`fates.py`)
 
 
-def split_video(source: str | Path, clips_dir: Path, output_root: Path, config: SplitConfig) -> SplitResult:
-    """Cut `source` into clips under `clips_dir`; record paths relative to `output_root`.
+def split_video(
+    source: str | Path, clips_dir: Path, output_root: Path, config: SplitConfig, identity: str | None = None
+) -> SplitResult:
+    """Cut `source` into clips under `clips_dir`; record paths relative to `output_root`. `identity`: the input as
+    the job names it (a URL, for a remote source copied here first; default: `source`), which makes the keys
+    of two inputs differ even when their files are the same.
 
     Raises `curation.video_io.VideoError` for a source that cannot be used at all.
     """
@@ -33,7 +37,8 @@ def split_video(source: str | Path, clips_dir: Path, output_root: Path, config: 
     scan = scan_video(source, config)
     plan = plan_clips(scan, config)
     source_hash = content_hash(source)
-    keys = [clip_key(source.name, source_hash, clip.start, clip.end) for clip in plan.clips]
+    identity = str(source) if identity is None else identity
+    keys = [clip_key(source.name, identity, source_hash, clip.start, clip.end) for clip in plan.clips]
     paths = [clips_dir / f"{key}.mp4" for key in keys]
     clips_dir.mkdir(parents=True, exist_ok=True)
     if config.cut == "reencode":

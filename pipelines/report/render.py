@@ -166,6 +166,10 @@ _FATE_TEXT = {
 
 
 def _strip(source: dict, clips: list[tuple], reason_colour: dict[str, str]) -> str:
+    name = source["source"].rsplit("/", 1)[-1]
+    if source.get("duplicate_of"):  # `dedup.exact`: a copy of an earlier input, not split
+        note = f"{_text(name)}: the same file as {_text(source['duplicate_of'])}, not split again"
+        return f"<div class='timeline'><div class='note'>{note}</div></div>"
     frames = max(1, source["frames"])
     spans = [(start, end, FATE_COLOURS[fate], _FATE_TEXT[fate]) for start, end, fate in source["fates"] if fate != CLIP]
     for start, end, key, kept, first in clips:
@@ -179,7 +183,6 @@ def _strip(source: dict, clips: list[tuple], reason_colour: dict[str, str]) -> s
         f" height='{STRIP_HEIGHT}' fill='{colour}'><title>frames {start}-{end}: {_text(what)}</title></rect>"
         for start, end, colour, what in sorted(spans)
     ]
-    name = source["source"].rsplit("/", 1)[-1]
     return (
         f"<div class='timeline'><div class='note'>{_text(name)}: {source['frames']} frames</div>"
         f"<svg width='{STRIP_WIDTH}' height='{STRIP_HEIGHT}' role='img' aria-label='timeline of {_text(name)}'>"
