@@ -14,6 +14,10 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_serializer, model_validator
 
 from curation.config_io import StrictModel
+from curation.record import SCORES, Column
+
+# What `dedup.keep` may order copies by: the scores, and the clip's length.
+KEEP_COLUMNS = (*(score.value for score in SCORES), Column.NUM_FRAMES.value)
 
 
 class StageConfig(StrictModel):
@@ -385,14 +389,57 @@ class FilterConfig(StageConfig):
     early: bool = True
 
 
+class PerceptualConfig(StageConfig):
+    """Copies re-encoded, rescaled, cropped a little, letterboxed or recoloured: clips whose frames' perceptual
+    hashes match (`curation/dedup/perceptual.py`, where the defaults were measured on real footage)."""
+
+    max_distance: int = Field(
+        12, ge=0, le=64, description="bits of 64 by which two frames' hashes may differ and still match"
+    )
+    min_share: float = Field(
+        0.5, gt=0, le=1, description="of the shorter clip's hashed frames that must match for the clips to be copies"
+    )
+    sample_fps: float = Field(1.0, gt=0, description="hashed frames a second, from each clip's start")
+    max_frames: int = Field(8, ge=1, description="hashed frames a clip at most: the first sampled ones")
+    max_side: int = Field(256, ge=32, description="px; the long side the hashed frames are decoded at")
+
+
+class SemanticConfig(StageConfig):
+    """Near-identical content by the CLIP image embeddings the aesthetics stage computes (needs `clip.enabled`):
+    the normalised mean of a clip's frame embeddings, kept in the row (`clip_embedding`) for the run-wide pass.
+
+    The default cosine is Open-Sora's for dropping near-duplicate pairs; it was not measured here (no real CLIP
+    weights can be had offline), so measure it on your data with the report's copies before relying on it.
+    """
+
+    min_cosine: float = Field(0.98, gt=0, le=1, description="of two clips' CLIP embeddings to be copies")
+
+
 class DedupConfig(StageConfig):
     """Copies among the inputs and their clips, found across the whole run.
 
     `exact`: inputs that are the same file (equal size, then equal sha256 of the whole content) are split once;
     each later copy, in input order, gets a line in sources.jsonl naming the input it duplicates, and no clips.
+    `perceptual` and `semantic`: of the clips the filter keeps, those whose frames look the same, or whose CLIP
+    embeddings are this close, form groups; the first of a group by `keep` stays, the others are rejected as
+    duplicates of it (`reject_reasons`: filter "duplicate", `of` the clip that stays, `similarity` of its
+    strongest link in the group: the share of frames alike, or the embeddings' cosine).
+    `keep`: columns (`KEEP_COLUMNS`), each best (highest) first, a missing value last; then the most frames, then
+    the key.
     """
 
     exact: bool = True
+    perceptual: PerceptualConfig = Field(default_factory=PerceptualConfig)
+    semantic: SemanticConfig = Field(default_factory=SemanticConfig)
+    keep: list[str] = Field(default_factory=lambda: ["aesthetic_score", "motion_score"])
+
+    @field_validator("keep")
+    @classmethod
+    def _known_scores(cls, keep: list[str]) -> list[str]:
+        unknown = [name for name in keep if name not in KEEP_COLUMNS]
+        if unknown:
+            raise ValueError(f"unknown column {unknown[0]!r}: choose among {', '.join(KEEP_COLUMNS)}")
+        return keep
 
 
 class OutputConfig(StrictModel):

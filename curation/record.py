@@ -12,9 +12,11 @@ goes into the shard. Declaration order is the row's column order.
 
 from __future__ import annotations
 
+import base64
 from dataclasses import asdict, dataclass
 from enum import StrEnum
 
+import numpy as np
 import pyarrow as pa
 
 
@@ -23,6 +25,7 @@ class Stage(StrEnum):
 
     SPLIT = "split"  # the clip itself: where it is in its source and how it was written
     MOTION = "motion"  # Farneback flow; its task also decodes every later stage's frames
+    DEDUP = "dedup"  # perceptual hashes of the clip's frames, made in the motion task; copies found over the run
     OCR = "ocr"  # CRAFT text area
     AESTHETICS = "aesthetics"  # the CLIP model's image embeddings and the aesthetic MLP on them
     COCA = "coca"  # caption of the middle frame
@@ -69,8 +72,11 @@ class Column(StrEnum):
     NOTE = "note", str, Stage.SPLIT  # e.g. that the source was truncated and only its readable part was used
     MOTION_SCORE = "motion_score", float, Stage.MOTION
     MOTION_BUCKET_ID = "motion_bucket_id", int, Stage.MOTION  # SVD's micro-conditioning, from motion_score
+    PERCEPTUAL_HASH = "perceptual_hash", str, Stage.DEDUP, False  # 16 hex digits a sampled frame, space-separated
     TEXT_AREA_RATIO = "text_area_ratio", float, Stage.OCR
     AESTHETIC_SCORE = "aesthetic_score", float, Stage.AESTHETICS
+    # dedup.semantic: the normalised mean of the frames' CLIP embeddings, float16, base64 (`embedding_text`)
+    CLIP_EMBEDDING = "clip_embedding", str, Stage.AESTHETICS, False
     CLIP_SCORE = "clip_score", float, Stage.CAPTION_MATCH
     CAPTION_COCA = "caption_coca", str, Stage.COCA
     CAPTION_COCA_STATUS = "caption_coca_status", str, Stage.COCA  # ok, empty, no_input (captions.text)
@@ -98,12 +104,22 @@ CAPTION_STATUS = {
     "vblip": Column.CAPTION_VBLIP_STATUS,
     "llm": Column.CAPTION_LLM_STATUS,
 }
-# The reject reason of a clip whose file could not be read back; every other reason names a filter rule.
+# The reject reason of a clip whose file could not be read back, and of a copy of a kept clip (`dedup`); every
+# other reason names a filter rule.
 DECODE_FAILED = "decode"
+DUPLICATE = "duplicate"
 
-# A reject reason as Parquet stores it: a filter rule's (`filtering.Reason`), or `decode_failure`'s with its error.
+# A reject reason as Parquet stores it: a filter rule's (`filtering.Reason`), `decode_failure`'s with its error, or
+# `duplicate_of`'s with the clip that stays and how alike they are.
 REASON_TYPE = pa.struct(
-    [("filter", pa.string()), ("value", pa.float64()), ("threshold", pa.float64()), ("error", pa.string())]
+    [
+        ("filter", pa.string()),
+        ("value", pa.float64()),
+        ("threshold", pa.float64()),
+        ("error", pa.string()),
+        ("of", pa.string()),
+        ("similarity", pa.float64()),
+    ]
 )
 _ARROW_TYPES = {str: pa.string(), int: pa.int64(), float: pa.float64(), bool: pa.bool_(), list: pa.list_(REASON_TYPE)}
 # The schema of clips.parquet and of every part of it, whatever a part's rows hold (a column no row filled is
@@ -161,6 +177,21 @@ def shard_record(row: dict) -> dict:
     return {column.value: row.get(column) for column in Column if column.in_shard}
 
 
+def embedding_text(embedding: np.ndarray) -> str:
+    """A clip embedding as its row holds it: float16, base64."""
+    return base64.b64encode(np.asarray(embedding, np.float16).tobytes()).decode("ascii")
+
+
+def embedding_of(text: str | None) -> np.ndarray | None:
+    """The float32 embedding a row holds (None: none was computed)."""
+    return None if not text else np.frombuffer(base64.b64decode(text), np.float16).astype(np.float32)
+
+
 def decode_failure(error: str) -> dict:
     """The reject reason of a clip file that cannot be read back."""
     return {"filter": DECODE_FAILED, "value": None, "threshold": None, "error": error}
+
+
+def duplicate_of(key: str, similarity: float) -> dict:
+    """The reject reason of a copy of the kept clip `key` (`dedup`), `similarity` how alike (1.0: the same)."""
+    return {"filter": DUPLICATE, "of": key, "similarity": similarity}

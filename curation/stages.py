@@ -35,6 +35,11 @@ def _middle_frame(num_frames: int, fps: float, config: CurationConfig) -> list[i
     return [middle_frame_index(num_frames)]
 
 
+def _perceptual_frames(num_frames: int, fps: float, config: CurationConfig) -> list[int]:
+    settings = config.dedup.perceptual
+    return sampled_indices(num_frames, fps, settings.sample_fps)[: settings.max_frames]
+
+
 def _vblip_frames(num_frames: int, fps: float, config: CurationConfig) -> list[int]:
     return uniform_frame_indices(num_frames, config.caption.vblip.num_frames)
 
@@ -43,7 +48,8 @@ def _vblip_frames(num_frames: int, fps: float, config: CurationConfig) -> list[i
 class StageSpec:
     """One stage. `sections`: the config sections that must all be enabled for it to run (a dotted one, such
     as `caption.coca`, needs `caption` too); the first one's `max_side` is the size it wants its frames at.
-    `pool`: its actor pool's section of `ray` (None: a Ray task with `ray.<task_cpus>` CPUs)."""
+    `pool`: its actor pool's section of `ray` (None: a Ray task with `ray.<task_cpus>` CPUs, or, with neither,
+    work done inside the motion task)."""
 
     name: Stage
     sections: tuple[str, ...]
@@ -67,7 +73,7 @@ class StageSpec:
     def cpus(self, config: CurationConfig) -> float:
         """CPUs it holds while it runs: a task's, or every actor of its pool."""
         if self.pool is None:
-            return getattr(config.ray, self.task_cpus)
+            return getattr(config.ray, self.task_cpus) if self.task_cpus else 0.0
         pool = self.pool_config(config)
         return pool.num_cpus * pool.concurrency
 
@@ -75,6 +81,7 @@ class StageSpec:
 STAGES: tuple[StageSpec, ...] = (
     StageSpec(Stage.SPLIT, (), task_cpus="split_cpus"),
     StageSpec(Stage.MOTION, ("motion",), frames=_motion_frames, task_cpus="motion_cpus"),
+    StageSpec(Stage.DEDUP, ("dedup.perceptual",), frames=_perceptual_frames),  # hashed in the motion task
     StageSpec(Stage.OCR, ("ocr",), frames=_first_middle_last, pool="ocr"),
     StageSpec(Stage.AESTHETICS, ("clip",), frames=_first_middle_last, pool="clip"),
     StageSpec(Stage.COCA, ("caption.coca",), frames=_middle_frame, pool="coca"),

@@ -3,10 +3,12 @@
 After the stages, every finished input has its rows in OUT/.work/ (`journal.py`). The inputs are cut into
 groups of consecutive inputs holding about `output.group_clips` clip rows (`plan_groups`). Each pass is one
 task per group, on Ray (or in a loop in this process), and the driver keeps only what the tasks return:
-histograms of 65536 counts, a shard count per group, counts. It never holds the rows or the clips.
+counts per digit, a shard count per group, counts. It never holds the rows or the clips.
 
 1. Relative thresholds (`calibrated_rules`): "drop the bottom 25% of motion" needs the score's exact order
    statistic over the whole run, found by rounds of tasks over the groups' score columns (`selection.py`).
+   Then the copies among the clips the filter keeps (`dedup.py`, one task, `dedup.perceptual`): each group's
+   verdicts, which the passes below apply as they filter.
 2. Shard plan (`count_group_shards`): each task filters its rows with the calibrated rules and counts the
    shards its kept clips fill; the driver numbers the shards from the counts.
 3. Write (`write_group`): each task writes its shards (shard-NNNNNN.tar, numbered from its first), its part
@@ -31,6 +33,7 @@ from curation.config import CurationConfig
 from curation.filtering import Rule, filter_rules, judge
 from curation.record import ROW_SCHEMA, Column, rows_table, shard_record
 from pipelines import selection
+from pipelines.dedup import VERDICTS_FOLDER, find_duplicates, read_verdicts
 from pipelines.journal import THUMBNAIL, RunJournal
 from pipelines.layout import CLIPS_TABLE, SHARDS_FOLDER, THUMBNAILS_TABLE
 from pipelines.selection import Run
@@ -97,10 +100,14 @@ def group_table(output_dir: str, group: Group, columns: list[str] | None = None)
 
 def judged_rows(output_dir: str, group: Group, rules: list[Rule], columns: list[str] | None = None) -> list[dict]:
     """The group's rows (`columns` of them, default all, thumbnails included), in run order, with every rule
-    applied."""
+    applied, and a kept clip that is a copy of another (`dedup.py`'s verdicts) rejected as its duplicate."""
     rows = group_table(output_dir, group, columns)[0].to_pylist()
+    copies = read_verdicts(Folder(output_dir), group.index)
     for row in rows:
         judge(row, rules)
+        if row[Column.KEPT] and row[Column.KEY] in copies:
+            row[Column.KEPT] = False
+            row[Column.REJECT_REASONS].append(copies[row[Column.KEY]])
     return rows
 
 
@@ -229,13 +236,18 @@ def calibrated_rules(output_dir: str, config: CurationConfig, groups: list[Group
 def write_grouped_outputs(
     output: Folder, config: CurationConfig, groups: list[Group], run: Run
 ) -> tuple[list[Rule], list[GroupOutcome]]:
-    """Passes 1 to 3 over the groups: the calibrated rules, and each group's outcome in group order. The shards
-    and clips.parquet of an earlier run (or attempt) are removed first."""
+    """Passes 1 to 3 over the groups, with the copies found between 1 and 2 (`dedup.py`, one task): the calibrated
+    rules, and each group's outcome in group order. The shards, clips.parquet and verdicts of an earlier run (or
+    attempt) are removed first."""
     clear_shards(output, SHARDS_FOLDER)
     output.remove(CLIPS_TABLE)
     output.remove(THUMBNAILS_TABLE)
+    output.remove(VERDICTS_FOLDER)
     location = output.location
     rules = calibrated_rules(location, config, groups, run)
+    if groups and config.dedup.enabled and (config.dedup.perceptual.enabled or config.dedup.semantic.enabled):
+        read = functools.partial(group_table, location)
+        list(run(find_duplicates, [(location, read, groups, rules, config)]))
     shard_counts = dict(run(count_group_shards, [(location, group, rules, config) for group in groups]))
     starts = first_shards(groups, shard_counts)
     jobs = [

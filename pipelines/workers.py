@@ -39,8 +39,18 @@ import numpy as np
 
 from curation.captions.text import ClipCaptions
 from curation.config import CurationConfig
+from curation.dedup import perceptual
 from curation.filtering import filter_rules, reject_reasons, rules_for, scores_checked_after
-from curation.record import CAPTION_STATUS, CAPTION_TEXT, ClipRecord, Column, Stage, decode_failure, new_row
+from curation.record import (
+    CAPTION_STATUS,
+    CAPTION_TEXT,
+    ClipRecord,
+    Column,
+    Stage,
+    decode_failure,
+    embedding_text,
+    new_row,
+)
 from curation.scores.motion import motion_bucket_id, motion_score
 from curation.split.runner import split_video
 from curation.stages import frame_plan
@@ -98,7 +108,8 @@ def _thumbnail(path: Path, clip: ClipRecord, width: int) -> bytes:
 
 
 def motion_stage(row: dict, output_dir: str, config: CurationConfig) -> dict:
-    """Decode the clip once for every later stage; compute motion; pack the other stages' frames."""
+    """Decode the clip once for every later stage; compute motion and the perceptual hashes; pack the other
+    stages' frames."""
     clip = _clip(row)
     if clip is None or not clip[Column.KEPT]:
         return row
@@ -116,10 +127,13 @@ def motion_stage(row: dict, output_dir: str, config: CurationConfig) -> dict:
         score = motion_score([frames[i] for i in plan.indices[Stage.MOTION]], config.motion)
         clip.update({Column.MOTION_SCORE: score, Column.MOTION_BUCKET_ID: motion_bucket_id(score, config.motion)})
         _filter_early(clip, Stage.MOTION, config)
+    if Stage.DEDUP in plan.indices and clip[Column.KEPT]:
+        signature = perceptual.clip_signature([frames[i] for i in plan.indices[Stage.DEDUP]])
+        clip[Column.PERCEPTUAL_HASH] = perceptual.to_text(signature)
     later = {
         f"{stage}_{n}": frames[index]
         for stage, indices in plan.indices.items()
-        if stage != Stage.MOTION
+        if stage not in (Stage.MOTION, Stage.DEDUP)
         for n, index in enumerate(indices)
     }
     return {**row, "clip": _dump(clip), "frames": _pack(later) if later else b""}
@@ -155,7 +169,7 @@ class OpenClipStage:
 
 
 class AestheticsStage(OpenClipStage):
-    """Actor: aesthetic score and frame embeddings of each clip."""
+    """Actor: aesthetic score and frame embeddings of each clip (and, for `dedup.semantic`, their mean)."""
 
     stage = Stage.AESTHETICS
 
@@ -164,8 +178,12 @@ class AestheticsStage(OpenClipStage):
         todo = _waiting(clips, frames, self.stage)
         results = self.scorer.image_scores([_frames_of(frames[i], self.stage) for i in todo]) if todo else []
         embeddings = list(batch["embeddings"])
+        semantic = self.config.dedup.enabled and self.config.dedup.semantic.enabled
         for i, result in zip(todo, results, strict=True):
             embeddings[i] = _pack({"embeddings": result.embeddings})  # until the caption exists
+            if semantic:
+                mean = result.embeddings.mean(axis=0)
+                clips[i][Column.CLIP_EMBEDDING] = embedding_text(mean / max(float(np.linalg.norm(mean)), 1e-12))
         batch["embeddings"] = np.array(embeddings, dtype=object)
         scores = [result.aesthetic_score for result in results]
         _set_score(clips, todo, Column.AESTHETIC_SCORE, scores, self.stage, self.config)

@@ -38,7 +38,7 @@ def setup_logging(verbose: int, quiet: int) -> None:
     logging.basicConfig(level=max(level, logging.DEBUG), format="%(levelname)s %(name)s: %(message)s", force=True)
     # Third-party libraries stay at WARNING unless -vv asks for everything.
     if verbose < 2:
-        for name in ("urllib3", "filelock", "PIL", "matplotlib", "ray", "httpx"):
+        for name in ("urllib3", "filelock", "PIL", "matplotlib", "ray", "httpx", "faiss"):
             logging.getLogger(name).setLevel(logging.WARNING)
 
 

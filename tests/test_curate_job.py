@@ -24,6 +24,7 @@ from curation import progress
 from curation.config import CurationConfig
 from curation.config_io import load_config
 from curation.errors import ModelLoadError
+from curation.record import Column
 from pipelines.curate import InputError, find_inputs, run_curation
 from pipelines.layout import WORK_FOLDER
 from pipelines.report import write_report
@@ -57,7 +58,9 @@ def test_job_writes_shards_equal_to_the_kept_rows(local_ray, tmp_path, monkeypat
     assert sorted(path.name for path in (output / "shards").iterdir()) == ["shard-000000.tar", "shard-000001.tar"]
     for key, sample in samples.items():
         record = json.loads(sample["json"])
-        assert record == {k: v for k, v in kept[key].items() if k not in ("path", "kept", "reject_reasons")}
+        # every column but the path, the filter's state and what only the run needs (perceptual hashes, embeddings)
+        assert record == {k: v for k, v in kept[key].items() if Column(k).in_shard}
+        assert set(kept[key]) - set(record) == {"path", "kept", "reject_reasons", "perceptual_hash", "clip_embedding"}
         with av.open(io.BytesIO(sample["mp4"])) as clip:
             assert sum(1 for _ in clip.decode(video=0)) == record["num_frames"]
         assert sample["txt"].decode() == ""  # no captioner enabled: the shipped caption is empty

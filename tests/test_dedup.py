@@ -4,6 +4,7 @@ unique in every output whatever the inputs."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 import ray
 from tiny_curation import config, read_shards, videos
+from video_copies import COPIES, FPS, decode, encoded
 
 from curation.footage import source_path
 from pipelines.copies import find_copies
@@ -20,7 +22,7 @@ from pipelines.selection import run_here
 
 @pytest.fixture(scope="module")
 def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)  # split, motion, the CLIP pool
     yield
     ray.shutdown()
 
@@ -88,3 +90,83 @@ def test_without_dedup_every_copy_is_split_and_keys_stay_unique(local_ray, tmp_p
     assert clips_of[inputs[0]] == clips_of[inputs[1]] == clips_of[inputs[3]]  # the same clips, other keys
     assert set(read_shards(out)) == {row["key"] for row in rows if row["kept"]}  # read_shards: no key twice
     assert json.loads((out / "summary.json").read_text())["counts"].get("duplicate_inputs", 0) == 0
+
+
+def test_copies_of_a_shot_leave_one_clip_and_name_the_others(local_ray, tmp_path):
+    """Real footage (carphone, one shot) and copies of it that no byte compare finds, beside a generated video of
+    three other shots: one carphone clip is kept, every copy is rejected as its duplicate, the other shots stay."""
+    frames = decode(source_path("carphone"))
+    inputs = [Path(shutil.copy(source_path("carphone"), tmp_path / "carphone.mp4"))]
+    for name in ("re-encoded at crf 40", "half size", "cropped by 5%", "letterboxed"):
+        change, crf = COPIES[name]
+        path = tmp_path / f"copy {name}.mp4"
+        encoded(path, [change(frame) for frame in frames], crf)
+        inputs.append(path)
+    encoded(tmp_path / "trimmed.mp4", frames[FPS:])  # the same shot, a second later
+    inputs += [tmp_path / "trimmed.mp4", *videos(tmp_path, 1)]
+    job = config()
+    job.dedup.perceptual.enabled = True
+    job.dedup.keep = ["num_frames"]  # the longest copy stays: the original (the trimmed one is shorter)
+    out = tmp_path / "out"
+    run_curation(inputs, out, job)
+
+    rows = pq.read_table(out / "clips.parquet").to_pylist()
+    carphone = [row for row in rows if "video" not in row["source"]]
+    assert len(carphone) == 6 and all(row["perceptual_hash"] for row in carphone)
+    kept = [row for row in carphone if row["kept"]]
+    assert [row["source"] for row in kept] == [str(inputs[0])]
+    for row in carphone:
+        if not row["kept"]:
+            [reason] = row["reject_reasons"]
+            assert reason["filter"] == "duplicate" and reason["of"] == kept[0]["key"]
+            assert 0.5 <= reason["similarity"] <= 1.0
+    others = [row for row in rows if "video" in row["source"]]
+    assert others and all(row["kept"] for row in others)  # three distinct shots: none a copy of another
+    assert set(read_shards(out)) == {row["key"] for row in rows if row["kept"]}
+    summary = json.loads((out / "summary.json").read_text())["counts"]
+    assert summary["rejected_by_duplicate"] == 5
+    # report.html: the copies side by side, the clip that stays first; a sheet of the clips rejected as copies.
+    page = (out / "report.html").read_text()
+    copies = re.search(r"<section id='copies'>.*?</section>", page, re.S).group(0)
+    shown = re.findall(r"<figure class='card' data-key='([^']*)'", copies)
+    assert shown[0] == kept[0]["key"] and sorted(shown[1:]) == sorted(r["key"] for r in carphone if not r["kept"])
+    assert "<div class='stays'>" in copies and copies.count(f"duplicate of {kept[0]['key']}") == 5
+    assert "id='sheet-rejected-duplicate'" in page
+
+
+def test_semantic_copies_by_the_clip_embeddings_of_a_tiny_clip(local_ray, tmp_path, clip_model):
+    """With a tiny CLIP (random weights: every clip lands within 0.99 of every other, only the same picture within
+    0.9999), an input copied
+    byte for byte and not caught before splitting (`dedup.exact` off) gives clips whose embeddings are the same:
+    each is rejected as the copy of the other input's clip; a different video's clips stay."""
+    first, other = videos(tmp_path, 2)
+    (tmp_path / "copy").mkdir()
+    copy = Path(shutil.copy(first, tmp_path / "copy" / first.name))
+    job = config()
+    job.clip = job.clip.model_validate(
+        {
+            "model": str(clip_model["folder"]),
+            "pretrained": None,
+            "device": "cpu",
+            "aesthetic": {"weights": str(clip_model["folder"] / "aesthetic.safetensors")},
+        }
+    )
+    job.filter.drop_bottom_aesthetic = None  # the tiny model's aesthetic scores are noise: keep every clip to compare
+    job.dedup.exact = False
+    job.dedup.perceptual.enabled = False
+    job.dedup.semantic.min_cosine = 0.9999  # the tiny CLIP's distinct shots measured at most 0.9995 apart
+    out = tmp_path / "out"
+    run_curation([first, copy, other], out, job)
+    rows = pq.read_table(out / "clips.parquet").to_pylist()
+    assert all(row["clip_embedding"] for row in rows) and all(row["perceptual_hash"] is None for row in rows)
+    by_clip = {}
+    for row in rows:
+        by_clip.setdefault((Path(row["source"]).name, row["start_frame"]), []).append(row)
+    for (name, _), pair in by_clip.items():
+        if name == first.name:  # the clip and its copy: one stays
+            assert len(pair) == 2 and sorted(row["kept"] for row in pair) == [False, True]
+            kept, copied = sorted(pair, key=lambda row: not row["kept"])
+            [reason] = copied["reject_reasons"]
+            assert reason["filter"] == "duplicate" and reason["of"] == kept["key"] and reason["similarity"] >= 0.9999
+        else:
+            assert [(row["kept"], row["reject_reasons"]) for row in pair] == [(True, [])]

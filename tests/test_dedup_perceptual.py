@@ -6,63 +6,19 @@ decoded again; the signatures are taken at 1 frame a second from each clip's sta
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import av
 import numpy as np
 import pytest
-from PIL import Image
+from video_copies import COPIES, FPS, decode, encoded
 
 from curation.dedup.perceptual import clip_signature, frame_hash, from_text, similarity, to_text, without_bars
 from curation.footage import source_path
 from curation.frame_sampling import sampled_indices
 
-FPS = 25
 MATCH = 0.5  # the share of matching frames that makes two clips copies
-
-
-def decode(path: Path) -> list[np.ndarray]:
-    with av.open(str(path)) as container:
-        return [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
-
-
-def encoded(path: Path, frames: list[np.ndarray], crf: int = 23) -> list[np.ndarray]:
-    """`frames` through libx264 at `crf` and back."""
-    height, width = (side - side % 2 for side in frames[0].shape[:2])
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=FPS)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.options = {"crf": str(crf)}
-        for frame in frames:
-            picture = np.ascontiguousarray(frame[:height, :width])
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(picture, format="rgb24")))
-        container.mux(stream.encode())
-    return decode(path)
 
 
 def signature(frames: list[np.ndarray]) -> list[int]:
     return clip_signature([frames[index] for index in sampled_indices(len(frames), FPS, 1.0)])
-
-
-def resized(frame: np.ndarray, scale: float) -> np.ndarray:
-    image = Image.fromarray(frame)
-    return np.asarray(image.resize((round(image.width * scale), round(image.height * scale)), Image.BILINEAR))
-
-
-def cropped(frame: np.ndarray, share: float) -> np.ndarray:
-    rows, columns = round(frame.shape[0] * share / 2), round(frame.shape[1] * share / 2)
-    return frame[rows : frame.shape[0] - rows, columns : frame.shape[1] - columns]
-
-
-COPIES = {
-    "re-encoded at crf 40": (lambda frame: frame, 40),
-    "half size": (lambda frame: resized(frame, 0.5), 23),
-    "cropped by 5%": (lambda frame: cropped(frame, 0.05), 23),
-    "letterboxed": (lambda frame: np.pad(frame, ((frame.shape[1] // 4,) * 2, (0, 0), (0, 0))), 23),
-    "pillarboxed": (lambda frame: np.pad(frame, ((0, 0), (frame.shape[1] // 6,) * 2, (0, 0))), 23),
-    "brighter": (lambda frame: np.clip(frame * 1.3 + 20, 0, 255).astype(np.uint8), 23),
-    "lower contrast": (lambda frame: np.clip((frame - 128.0) * 0.7 + 128, 0, 255).astype(np.uint8), 23),
-}
 
 
 @pytest.fixture(scope="module")
@@ -111,3 +67,12 @@ def test_bars_are_cropped_and_flat_frames_have_no_hash():
     assert frame_hash(np.full((60, 80, 3), 128, np.uint8)) is None
     assert clip_signature([np.zeros((60, 80, 3), np.uint8), picture]) == [frame_hash(picture)]
     assert from_text(to_text([1, 2**64 - 1])) == [1, 2**64 - 1] and from_text(None) == []
+
+
+def test_a_still_does_not_match_a_moving_shot_that_passes_through_its_picture(footage):
+    """One frame of the shot, frozen for as long as the shot: every frame of the still looks like one frame of
+    the shot, but not in step with the shot's others."""
+    shot = footage["bikes"][76:137]  # the taxi and the van drive by
+    still = [shot[FPS]] * len(shot)
+    assert similarity(signature(still), signature(shot)) < MATCH
+    assert similarity(signature(still), signature(still[: 2 * FPS])) == 1.0

@@ -129,10 +129,17 @@ def test_plan_merges_the_enabled_stages():
     config = CurationConfig()
     config.caption.enabled = False
     plan = frame_plan(49, 24.0, config)
-    assert plan.indices == {"motion": [0, 12, 24, 36, 48], "ocr": [0, 24, 48], "aesthetics": [0, 24, 48]}
+    assert plan.indices == {
+        "motion": [0, 12, 24, 36, 48],
+        "dedup": [0, 24, 48],  # perceptual hashes: 1 a second from the start
+        "ocr": [0, 24, 48],
+        "aesthetics": [0, 24, 48],
+    }
     assert plan.all_indices == [0, 12, 24, 36, 48]
     assert plan.max_side == max(config.motion.max_side, config.ocr.max_side, config.clip.max_side)
-    config.ocr.enabled = config.clip.enabled = False
+    config.dedup.perceptual.max_frames = 2
+    assert frame_plan(49, 24.0, config).indices["dedup"] == [0, 24]  # the first ones
+    config.ocr.enabled = config.clip.enabled = config.dedup.enabled = False
     only_motion = frame_plan(49, 24.0, config)
     assert list(only_motion.indices) == ["motion"] and only_motion.max_side == config.motion.max_side
     config.motion.enabled = False
@@ -141,7 +148,7 @@ def test_plan_merges_the_enabled_stages():
 
 def test_plan_adds_the_captioners_frames():
     config = CurationConfig()
-    config.motion.enabled = config.ocr.enabled = config.clip.enabled = False
+    config.motion.enabled = config.ocr.enabled = config.clip.enabled = config.dedup.perceptual.enabled = False
     plan = frame_plan(49, 24.0, config)
     assert plan.indices == {"coca": [24], "vblip": [0, 6, 13, 20, 27, 34, 41, 48]}
     assert plan.max_side == max(config.caption.coca.max_side, config.caption.vblip.max_side)

@@ -43,12 +43,13 @@ def test_the_split_record_is_the_split_columns():
 
 def test_the_shard_record_leaves_out_the_path_and_the_filter_state():
     record = shard_record(new_row(a_clip()))
-    assert set(record) == {column.value for column in Column} - {"path", "kept", "reject_reasons"}
+    assert set(record) == {column.value for column in Column} - {"path", "kept", "reject_reasons", "perceptual_hash", "clip_embedding"}
 
 
 def test_every_stage_has_a_worker_and_every_column_a_stage():
     assert [stage.name for stage in STAGES] == [stage for stage in Stage if stage != Stage.FILTER]
-    assert set(WORKERS) == {stage.name for stage in STAGES}
+    # The perceptual hashes are made in the motion task: a stage without a worker of its own.
+    assert set(WORKERS) == {stage.name for stage in STAGES if stage.pool or stage.task_cpus}
     assert {column.stage for column in Column} == set(Stage)
 
 
@@ -59,8 +60,8 @@ def test_the_graph_follows_the_config():
     # plus one split and one motion task.
     assert cpus_needed(config) == 8
     config.caption.enabled = False
-    assert [stage.name for stage in enabled_stages(config)] == ["split", "motion", "ocr", "aesthetics"]
-    assert cpus_needed(config) == 4
+    assert [stage.name for stage in enabled_stages(config)] == ["split", "motion", "dedup", "ocr", "aesthetics"]
+    assert cpus_needed(config) == 4  # the perceptual hashes hold no CPU of their own: the motion task makes them
     skipped = later_work(config)
     assert skipped[Stage.MOTION] and skipped[Stage.OCR] and not skipped[Stage.AESTHETICS]
 

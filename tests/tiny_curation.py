@@ -14,13 +14,14 @@ TINY = Path(__file__).parent.parent / "configs" / "curation" / "tiny.yaml"
 
 
 def config(**split) -> CurationConfig:
-    """The default config with motion, OCR, CLIP and captions off, the paper's PySceneDetect-only cascade
+    """The default config with motion, OCR, CLIP, captions and perceptual dedup off, the paper's PySceneDetect-only cascade
     (these tests are about the job; the default cascade's TransNetV2 has its own, and on a CPU it would
     double their time), `split` overrides, and small shards."""
     base = CurationConfig().model_dump()
     base["split"]["detectors"] = "paper"
     for stage in ("motion", "ocr", "clip", "caption"):
         base[stage]["enabled"] = False
+    base["dedup"]["perceptual"]["enabled"] = False  # it would decode every clip; tests/test_dedup.py turns it on
     base["split"].update(split)
     base["output"]["shard_max_samples"] = 3  # several shards from a few clips: rollover is exercised
     return CurationConfig.model_validate(base)

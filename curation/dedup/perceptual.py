@@ -11,7 +11,7 @@ lower contrast (x0.7): at most 10 bits from the original frame (means 0 to 5.5);
 least 22 bits apart. Hence `MAX_DISTANCE`.
 
 A clip's signature is the hashes of frames sampled at a fixed rate from its start: a copy trimmed by whole
-sampling periods keeps the rest of the samples, and a trimmed copy's samples match the original's.
+sampling periods keeps the rest of the samples, and a trimmed copy's samples match the original's, shifted.
 """
 
 from __future__ import annotations
@@ -57,13 +57,25 @@ def distance(a: int, b: int) -> int:
 
 
 def similarity(a: Sequence[int], b: Sequence[int], max_distance: int = MAX_DISTANCE) -> float:
-    """The share of the shorter signature's frames that have a frame within `max_distance` bits in the other (0 when
-    either has none): 1.0 for a copy, and for a trimmed copy against its original."""
+    """The share of the shorter signature's frames that match the other's frames in step: at the best shift of one
+    against the other, how many of its frames lie within `max_distance` bits of the frame at the same place.
+
+    A copy keeps its frames' order and spacing: 1.0 against its original, and so is a copy trimmed by whole
+    sampling periods, at its shift. Frames matched out of step count for nothing, so a still clip does not match
+    a moving one whose single frame happens to look like it. 0 when either has no frame.
+    """
     shorter, longer = sorted((a, b), key=len)
     if not shorter:
         return 0.0
-    matched = sum(1 for value in shorter if any(distance(value, other) <= max_distance for other in longer))
-    return matched / len(shorter)
+    best = 0
+    for shift in range(-len(shorter) + 1, len(longer)):
+        matched = sum(
+            1
+            for position, value in enumerate(shorter)
+            if 0 <= position + shift < len(longer) and distance(value, longer[position + shift]) <= max_distance
+        )
+        best = max(best, matched)
+    return best / len(shorter)
 
 
 def to_text(signature: Sequence[int]) -> str:

@@ -13,9 +13,18 @@ from collections.abc import Sequence
 
 from curation.config import ReportConfig
 from curation.filtering import Rule
-from curation.record import DECODE_FAILED, SCORES, Column
+from curation.record import DECODE_FAILED, DUPLICATE, SCORES, Column
 from curation.split.fates import ALIGNMENT, CLIP, FATE_COUNTS, TOO_SHORT, TRANSITION
-from pipelines.report.tally import KEPT_SHEET, NEWLY_KEPT, NEWLY_REJECTED, UNKNOWN, Sheet, Tally, histogram_range
+from pipelines.report.tally import (
+    KEPT_SHEET,
+    NEWLY_KEPT,
+    NEWLY_REJECTED,
+    UNKNOWN,
+    Sheet,
+    Tally,
+    copy_order,
+    histogram_range,
+)
 from pipelines.report.thumbnails import Thumbnails
 from pipelines.report.what_if import Alternatives, Filters, Try
 
@@ -74,6 +83,7 @@ def render(
     ]
     for anchor, heading, name in _sheets(tally, filters):
         parts.append(_sheet(anchor, heading, tally.sheets[name], thumbnails, settings.thumbnails_per_sheet))
+    parts.append(_copies_section(tally, thumbnails))
     return _page(title, "\n".join(parts))
 
 
@@ -92,7 +102,8 @@ def _sheets(tally: Tally, filters: Filters) -> list[tuple[str, str, str]]:
 
 def shown_keys(tally: Tally, filters: Filters) -> set[str]:
     """The clips whose thumbnails the page shows."""
-    return {row[Column.KEY] for _, _, name in _sheets(tally, filters) for row in tally.sheets[name].first}
+    keys = {row[Column.KEY] for _, _, name in _sheets(tally, filters) for row in tally.sheets[name].first}
+    return keys | {row[Column.KEY] for row in tally.copies} | set(tally.originals)
 
 
 def _reasons_found(tally: Tally, filters: Filters) -> list[str]:
@@ -340,6 +351,30 @@ def _setting_text(tried: Try, rule: Rule, dropped: int, scored: int) -> str:
     return f"{_number(tried.setting)} (alone drops {dropped} of {scored})"
 
 
+# --- copies --------------------------------------------------------------------------------------------------
+
+
+def _copies_section(tally: Tally, thumbnails: Thumbnails) -> str:
+    """The first copies (`dedup`), each group side by side: the clip that stays, then its copies."""
+    if not tally.copies:
+        return ""
+    groups: dict[str, list[dict]] = {}
+    for row in tally.copies:
+        groups.setdefault(copy_order(row)[0], []).append(row)
+    total = tally.sheets[DUPLICATE].count
+    more = f" (the first {len(tally.copies)} of {total} shown)" if total > len(tally.copies) else ""
+    rows = []
+    for original, copies in groups.items():
+        kept = tally.originals.get(original)
+        first = _card(kept, thumbnails) if kept else f"<div class='placeholder'>{_text(original)}: not found</div>"
+        copies_html = "".join(_card(row, thumbnails) for row in copies)
+        rows.append(f"<div class='cards copies'><div class='stays'>{first}</div>{copies_html}</div>")
+    return (
+        f"<section id='copies'><h2>Copies side by side{more}</h2><p class='note'>Each row: the clip that stays "
+        f"(first by <code>dedup.keep</code>), then the clips rejected as its copies.</p>{''.join(rows)}</section>"
+    )
+
+
 # --- contact sheets ------------------------------------------------------------------------------------------
 
 
@@ -401,6 +436,8 @@ li.proposed {{ color: {PROPOSED_COLOUR}; }}
 .card figcaption {{ min-width: 140px; word-break: break-all; }}
 .card q {{ word-break: normal; }}
 .why {{ color: {REJECTED_COLOUR}; }}
+.copies {{ border-top: 1px solid #eee; padding-top: 6px; }}
+.stays {{ outline: 2px solid {KEPT_COLOUR}; }}
 </style></head>
 <body>
 {body}
@@ -442,6 +479,8 @@ def _rule_text(rule: Rule) -> str:
 
 
 def _reason_text(reason: dict) -> str:
+    if reason.get("filter") == DUPLICATE:
+        return f"{DUPLICATE} of {_text(reason.get('of'))} ({_percent(reason.get('similarity') or 0)} of frames alike)"
     if reason.get("filter") == DECODE_FAILED:
         return f"{DECODE_FAILED}: {_text(reason.get('error') or 'the clip file could not be read back')}"
     return f"{_text(reason['filter'])}: {_number(reason.get('value'))} vs {_number(reason.get('threshold'))}"

@@ -1,6 +1,7 @@
 """The report's pass over clips.parquet: one task per part counts what the page shows, and the driver merges the
 counts. What a task returns does not grow with the run: counts, histogram bins, each contact sheet's first
-`report.thumbnails_per_sheet` clips by key, and the clips of the sources whose timelines are drawn.
+`report.thumbnails_per_sheet` clips by key, the first as many copies (`dedup`) by the clip they copy, and the
+clips of the sources whose timelines are drawn; a last pass finds the clips those copies copy.
 
 Each part is judged column by column (numpy over its scores and stored reasons); only the few rows that can
 reach a contact sheet or a timeline become Python dicts.
@@ -18,7 +19,7 @@ import pyarrow.compute as pc
 
 from curation.config import ReportConfig
 from curation.filtering import Rule
-from curation.record import DECODE_FAILED, SCORES, Column
+from curation.record import DECODE_FAILED, DUPLICATE, SCORES, Column
 from pipelines.report.what_if import Filters
 from pipelines.selection import Piece, Read, Run
 
@@ -62,6 +63,9 @@ class Tally:
     tries: list[list[tuple[int, int, int]]] = field(default_factory=list)
     # source -> its clips: (start frame, end frame, key, kept, first reason or "")
     timelines: dict[str, list[tuple[int, int, str, bool, str]]] = field(default_factory=dict)
+    # The first copies (`dedup`) by the clip they copy, then by key: rows as the sheets' cards
+    copies: list[dict] = field(default_factory=list)
+    originals: dict[str, dict] = field(default_factory=dict)  # the clips those copies copy, by key
 
 
 def count(
@@ -76,6 +80,10 @@ def count(
     total = Tally()
     for part in run(count_part, [(read, part, filters, settings, tuple(drawn_sources)) for part in parts]):
         total = merge(total, part, settings.thumbnails_per_sheet)
+    originals = frozenset(copy_order(row)[0] for row in total.copies)
+    if originals:
+        for found in run(rows_of, [(read, part, originals, filters) for part in parts]):
+            total.originals.update({row[Column.KEY.value]: row for row in found})
     return total
 
 
@@ -105,6 +113,7 @@ def count_part(
     # Contact sheets: (name, clips, the rules whose reasons the cards show).
     limit = settings.thumbnails_per_sheet
     sheets = [(KEPT_SHEET, before, filters.before), (DECODE_FAILED, rows.decode, filters.before)]
+    sheets.append((DUPLICATE, rows.duplicate, filters.before))
     sheets += [(rule.name, rows.rejects(rule), filters.before) for rule in filters.before]
     if filters.after is not None:
         after = rows.passed(filters.after)
@@ -130,7 +139,7 @@ def count_part(
     # The what-if tables: each rule of the shown config at each setting, the others as configured.
     shown = [rows.rejects(rule) for rule in filters.shown]
     for table_of_tries in filters.alternatives:
-        others = rows.decode.copy()
+        others = rows.decode | rows.duplicate
         for position, rejected in enumerate(shown):
             if position != table_of_tries.position:
                 others |= rejected
@@ -142,6 +151,7 @@ def count_part(
             counted.append((int((passed & ~skipped).sum()), int((passed & skipped).sum()), int(dropped.sum())))
         tally.tries.append(counted)
     tally.timelines = rows.timelines(drawn_sources, before, filters.before)
+    tally.copies = rows.cards(rows.duplicate, filters.before, limit, by_original=True)
     return tally
 
 
@@ -154,12 +164,20 @@ class Judged:
             score.value: pc.fill_null(table[score.value].cast(pa.float64()), math.nan).to_numpy(zero_copy_only=False)
             for score in SCORES
         }
-        # The stored reasons: only a failed decode and the rules that stopped a clip early matter here.
+        # The stored reasons: a failed decode, a copy of a kept clip (both stand whatever the thresholds) and the
+        # rules that stopped a clip early matter here.
         reasons = table[Column.REJECT_REASONS.value].combine_chunks()
         owners = pc.list_parent_indices(reasons).to_numpy(zero_copy_only=False)
         names = pc.struct_field(pc.list_flatten(reasons), "filter")
         self.decode = np.zeros(table.num_rows, bool)
         self.decode[owners[_true(pc.equal(names, DECODE_FAILED))]] = True
+        copies = _true(pc.equal(names, DUPLICATE))
+        self.duplicate = np.zeros(table.num_rows, bool)
+        self.duplicate[owners[copies]] = True
+        self.original = np.full(table.num_rows, None, object)  # the key of the clip each copy copies
+        if copies.any():  # a run before `dedup` stored no `of`
+            of = pc.struct_field(pc.list_flatten(reasons), "of").to_numpy(zero_copy_only=False)
+            self.original[owners[copies]] = of[copies]
         self.cut_short = np.full(table.num_rows, "", object)  # the rule that stopped each clip early, if one did
         stopping = _true(pc.is_in(names, value_set=pa.array(sorted(filters.stopping), pa.string())))
         firsts = np.unique(owners[stopping], return_index=True)[1]
@@ -173,16 +191,22 @@ class Judged:
         return values < rule.threshold if rule.keep == "min" else values > rule.threshold
 
     def passed(self, rules: Sequence[Rule]) -> np.ndarray:
-        """Which rows pass every rule and were read back."""
-        passed = ~self.decode
+        """Which rows pass every rule, were read back and are no copy of a kept clip."""
+        passed = ~self.decode & ~self.duplicate
         for rule in rules:
             passed &= ~self.rejects(rule)
         return passed
 
-    def cards(self, chosen: np.ndarray, rules: Sequence[Rule], limit: int) -> list[dict]:
-        """The first `limit` chosen rows by key, each with the reasons `rules` give it."""
+    def cards(self, chosen: np.ndarray, rules: Sequence[Rule], limit: int, by_original: bool = False) -> list[dict]:
+        """The first `limit` chosen rows by key (`by_original`: by the clip they copy, then by key), each with the
+        reasons `rules` give it."""
         where = np.flatnonzero(chosen)
-        first = where[pc.sort_indices(self.table[Column.KEY.value].take(where)).to_numpy()[:limit]]
+        keys = self.table[Column.KEY.value].take(where)
+        if by_original:
+            order = pa.table({"of": pa.array(self.original[where], pa.string()), "key": keys})
+            first = where[pc.sort_indices(order, [("of", "ascending"), ("key", "ascending")]).to_numpy()[:limit]]
+        else:
+            first = where[pc.sort_indices(keys).to_numpy()[:limit]]
         return [self._with_reasons(row, rules) for row in self.table.take(first).to_pylist()]
 
     def timelines(self, sources: tuple[str, ...], kept: np.ndarray, rules: Sequence[Rule]) -> dict[str, list[tuple]]:
@@ -200,14 +224,31 @@ class Judged:
 
     @staticmethod
     def _with_reasons(row: dict, rules: Sequence[Rule]) -> dict:
-        """The row with the reasons `rules` give it: a failed decode (as stored), then every rule it fails."""
+        """The row with the reasons `rules` give it: a failed decode (as stored), then every rule it fails, then its
+        being a copy (as stored)."""
         stored = row[Column.REJECT_REASONS.value] or []
         reasons = [reason for reason in stored if reason["filter"] == DECODE_FAILED]
         for rule in rules:
             value = row.get(rule.score.value)
             if value is not None and rule.threshold is not None and rule.rejects(value):
                 reasons.append({"filter": rule.name, "value": float(value), "threshold": rule.threshold})
+        reasons += [reason for reason in stored if reason["filter"] == DUPLICATE]
         return {**row, Column.REJECT_REASONS.value: reasons}
+
+
+def copy_order(row: dict) -> tuple[str, str]:
+    """Copies by the clip they copy, then by key."""
+    of = next(reason["of"] for reason in row[Column.REJECT_REASONS.value] if reason["filter"] == DUPLICATE)
+    return of, row[Column.KEY.value]
+
+
+def rows_of(read: Read, part: Piece, keys: frozenset[str], filters: Filters) -> list[dict]:
+    """Task: the rows of `keys` in one part (the clips the shown copies copy), as cards under the run's rules."""
+    table, _ = read(part, COLUMNS)
+    table = table.combine_chunks()
+    rows = Judged(table, filters)
+    chosen = _true(pc.is_in(table[Column.KEY.value], value_set=pa.array(sorted(keys), pa.string())))
+    return rows.cards(chosen, filters.before, len(keys))
 
 
 def _true(mask: pa.Array | pa.ChunkedArray) -> np.ndarray:
@@ -245,4 +286,5 @@ def merge(total: Tally, part: Tally, limit: int) -> Tally:
         ]
     for source, clips in part.timelines.items():
         total.timelines.setdefault(source, []).extend(clips)
+    total.copies = sorted(total.copies + part.copies, key=copy_order)[:limit]
     return total

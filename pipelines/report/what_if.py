@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from curation.config import CurationConfig
 from curation.config_io import parse_override
 from curation.filtering import Rule, filter_rules
-from curation.record import DECODE_FAILED, SCORES
+from curation.record import DECODE_FAILED, DUPLICATE, SCORES
 from curation.stages import later_work
 from pipelines.selection import (
     OrderStatistic,
@@ -76,8 +76,8 @@ class Filters:
         return self.after if self.after is not None else self.before
 
     def reason_names(self) -> list[str]:
-        """Every reason a clip can be rejected for by the run's filter, in the order of the rules."""
-        return [DECODE_FAILED, *(rule.name for rule in self.before)]
+        """Every reason a clip can be rejected for by the run's filter, in the order of the rules (a copy last)."""
+        return [DECODE_FAILED, *(rule.name for rule in self.before), DUPLICATE]
 
 
 def compares(config: CurationConfig, proposed: CurationConfig | None) -> bool:
