@@ -43,7 +43,13 @@ def test_the_split_record_is_the_split_columns():
 
 def test_the_shard_record_leaves_out_the_path_and_the_filter_state():
     record = shard_record(new_row(a_clip()))
-    assert set(record) == {column.value for column in Column} - {"path", "kept", "reject_reasons", "perceptual_hash", "clip_embedding"}
+    assert set(record) == {column.value for column in Column} - {
+        "path",
+        "kept",
+        "reject_reasons",
+        "perceptual_hash",
+        "clip_embedding",
+    }
 
 
 def test_every_stage_has_a_worker_and_every_column_a_stage():
