@@ -192,6 +192,7 @@ def train(config_path, run_dir, overrides, resume, verbose, quiet) -> None:
     setup_logging(verbose, quiet)
     from curation.config_io import ConfigError, load_config
     from svd.model.loading import ModelSourceError
+    from svd.model.lora import AdapterError
     from svd.train.config import TrainConfig
     from svd.train.data import expand_shards
     from svd.train.loop import train as run_training
@@ -204,7 +205,7 @@ def train(config_path, run_dir, overrides, resume, verbose, quiet) -> None:
         raise UsageProblem(str(error)) from None
     try:
         result = run_training(config, Path(run_dir), resume=resume)
-    except ModelSourceError as error:
+    except (ModelSourceError, AdapterError) as error:
         raise UsageProblem(str(error)) from None
     if result.final is not None:
         click.echo(f"{result.final}: {result.step} steps; last checkpoint {result.checkpoint}", err=True)
@@ -276,6 +277,18 @@ def sample_option(name: str, type: click.ParamType | None = None):
 @click.option(
     "--compile", "compile_unet", is_flag=True, help="torch.compile the UNet (slow first video, faster after)."
 )
+@click.option(
+    "--lora",
+    metavar="DIR",
+    help="A LoRA adapter folder (svd train's RUN_DIR/final/lora, or any peft adapter for this UNet), merged in.",
+)
+@click.option(
+    "--lora-scale",
+    default=LoadOptions.lora_scale,
+    show_default=True,
+    type=float,
+    help="Strength of --lora: 0 is the model without it, 1 as trained.",
+)
 @click.option("--batch-size", default=1, show_default=True, type=click.IntRange(min=1), help="Images sampled together.")
 @click.option(
     "--json", "as_json", is_flag=True, help="Print a JSON summary (seed, settings, outputs, timings) on stdout."
@@ -302,6 +315,8 @@ def generate(
     cpu_offload,
     low_memory,
     compile_unet,
+    lora,
+    lora_scale,
     batch_size,
     as_json,
     verbose,
@@ -317,6 +332,7 @@ def generate(
     svd generate cat.jpg                          cat.mp4, 25 frames at 576x1024 with img2vid-xt
     svd generate photos/ -o videos --format gif   videos/NAME.gif for every image in photos/
     svd generate cat.jpg --model run/final --num-frames 14 --low-memory -o cat.gif
+    svd generate cat.jpg --lora run/final/lora --lora-scale 0.8   img2vid-xt with a trained LoRA adapter
     """
     setup_logging(verbose, quiet)
     import json
@@ -327,8 +343,11 @@ def generate(
     from svd.generate.run import GenerateInputError
     from svd.generate.run import generate as run_generation
     from svd.model.loading import ModelSourceError
+    from svd.model.lora import AdapterError
 
-    load = LoadOptions(device=device, dtype=dtype, cpu_offload=cpu_offload, compile=compile_unet)
+    load = LoadOptions(
+        device=device, dtype=dtype, cpu_offload=cpu_offload, compile=compile_unet, lora=lora, lora_scale=lora_scale
+    )
     settings = SampleSettings(
         num_frames=num_frames,
         steps=steps,
@@ -356,7 +375,7 @@ def generate(
             progress=not quiet,
             on_video=None if as_json else lambda job: click.echo(job.output),
         )
-    except (GenerateInputError, ModelSourceError) as error:
+    except (GenerateInputError, ModelSourceError, AdapterError) as error:
         raise UsageProblem(str(error)) from None
     except torch.OutOfMemoryError:
         raise click.ClickException(

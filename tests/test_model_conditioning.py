@@ -17,6 +17,7 @@ from svd.model.conditioning import (
 )
 from svd.model.inflate import inflate
 from svd.model.parameterisation import EDM
+from svd.train.latents import posterior_moments
 
 
 @pytest.fixture(scope="module")
@@ -81,6 +82,20 @@ def test_video_latents_are_scaled_like_the_pipeline_decodes_them():
     expected = posterior.sample(torch.Generator().manual_seed(0)) * pipeline.vae.config.scaling_factor
     assert latents.shape == (1, 2, 4, 8, 8)
     torch.testing.assert_close(latents.flatten(0, 1), expected)
+
+
+def test_the_vae_encodes_outside_autocast():
+    """Inside a bf16 autocast region (the training forward's), VAE encodes still run in the VAE's dtype."""
+    pipeline = svd_pipeline(inflate(sd_unet("sd2")))
+    frames = torch.rand(1, 2, 3, 16, 16) * 2 - 1
+    conditioner = ImageConditioner(pipeline.image_encoder, pipeline.feature_extractor, pipeline.vae)
+    plain = posterior_moments(pipeline.vae, frames)
+    plain_latents = conditioner.condition_latents(frames[:, 0], 0.02, generator=torch.Generator().manual_seed(0))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        moments = posterior_moments(pipeline.vae, frames)
+        latents = conditioner.condition_latents(frames[:, 0], 0.02, generator=torch.Generator().manual_seed(0))
+    assert moments.dtype == latents.dtype == torch.float32
+    assert torch.equal(moments, plain) and torch.equal(latents, plain_latents)
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,7 @@
 """The VAE latent cache (`data.latent_cache`): same targets as without it, the VAE skipped on hits, bad entries
 recomputed; and the fixed windows (`data.windows_per_clip`) that make windows come back."""
 
+import copy
 import shutil
 
 import numpy as np
@@ -111,8 +112,9 @@ def test_keys_change_with_the_clip_window_resolution_and_encoder(tmp_path):
     vae = AutoencoderKLTemporalDecoder(
         block_out_channels=[32, 64], down_block_types=["DownEncoderBlock2D"] * 2, latent_channels=4
     )
-    identity = encoder_identity(vae, "fp32")
-    assert identity == encoder_identity(vae, "fp32") and identity != encoder_identity(vae, "bf16")
+    identity = encoder_identity(vae)
+    in_bf16 = encoder_identity(copy.deepcopy(vae).to(torch.bfloat16))
+    assert identity == encoder_identity(vae) and identity != in_bf16
     cache = LatentCache(tmp_path, identity)
     key = cache.key(b"clip", [0, 1, 2], 16, 16)
     assert key == LatentCache(tmp_path, identity).key(b"clip", [0, 1, 2], 16, 16)
@@ -120,14 +122,14 @@ def test_keys_change_with_the_clip_window_resolution_and_encoder(tmp_path):
         cache.key(b"other clip", [0, 1, 2], 16, 16),
         cache.key(b"clip", [1, 2, 3], 16, 16),
         cache.key(b"clip", [0, 1, 2], 16, 32),
-        LatentCache(tmp_path, encoder_identity(vae, "bf16")).key(b"clip", [0, 1, 2], 16, 16),
+        LatentCache(tmp_path, in_bf16).key(b"clip", [0, 1, 2], 16, 16),
     ]
     with torch.no_grad():
         vae.decoder.conv_out.weight.add_(1.0)  # the decoder does not change the latents...
-    assert encoder_identity(vae, "fp32") == identity
+    assert encoder_identity(vae) == identity
     with torch.no_grad():
         vae.encoder.conv_in.weight.add_(1.0)  # ...the encoder does
-    others.append(LatentCache(tmp_path, encoder_identity(vae, "fp32")).key(b"clip", [0, 1, 2], 16, 16))
+    others.append(LatentCache(tmp_path, encoder_identity(vae)).key(b"clip", [0, 1, 2], 16, 16))
     assert len({key, *others}) == 6
 
     moments = torch.randn(3, 8, 4, 4)
@@ -146,3 +148,11 @@ def test_fixed_windows_come_back_and_cover_the_clip():
     assert {window_start(10, 2, rng) for _ in range(50)} == {2, 8}  # round(2.5), round(7.5)
     assert {window_start(10, 11, rng) for _ in range(500)} == set(range(11))
     assert {window_start(10, None, rng) for _ in range(500)} == set(range(11))
+
+
+def test_bf16_training_encodes_targets_in_the_vaes_own_dtype(shards, tmp_path, spies):
+    """Fix 3 of issue 18: under bf16 autocast the VAE still encodes in its own dtype (fp32), as sgm and diffusers'
+    pipeline do: the cached moments are float32."""
+    run(shards, tmp_path / "bf16", spies, f"data.latent_cache={tmp_path / 'cache'}", "train.precision=bf16")
+    entries = sorted((tmp_path / "cache").glob("*/*.safetensors"))
+    assert entries and all(load_file(entry)["moments"].dtype == torch.float32 for entry in entries)

@@ -23,6 +23,7 @@ from svd.generate.options import LoadOptions, SampleSettings, round_size
 from svd.generate.sampler import EulerSampler, Schedule
 from svd.model.conditioning import ImageConditioner, added_time_ids, check_added_time_ids
 from svd.model.loading import SVDComponents, load_svd
+from svd.model.lora import load_adapter
 
 
 @dataclass
@@ -53,6 +54,8 @@ class VideoGenerator:
             self.vae.encoder.float()
             self.vae.quant_conv.float()
         self.conditioner = ImageConditioner(self.image_encoder, parts.feature_extractor, self.vae)
+        if self.options.lora:
+            load_adapter(self.unet, self.options.lora, self.options.lora_scale)  # merged: no cost per step
         cuda = self.device.type == "cuda"
         if self.options.channels_last if self.options.channels_last is not None else cuda:
             _channels_last(self.unet)

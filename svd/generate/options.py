@@ -36,6 +36,8 @@ class LoadOptions:
     channels_last: bool | None = None  # None: on CUDA only
     fuse_qkv: bool | None = None  # one matmul for attention q, k, v; None: on CUDA only
     compile: bool = False  # torch.compile the UNet (minutes of compilation on the first video)
+    lora: str | None = None  # a LoRA adapter folder (`svd train`'s RUN_DIR/final/lora), merged into the UNet
+    lora_scale: float = 1.0  # its strength: 0 the base model, 1 as trained
 
     def resolved_device(self) -> torch.device:
         import torch

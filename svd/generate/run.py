@@ -31,6 +31,7 @@ from svd.generate.output import (
     write_video,
 )
 from svd.model.loading import SVD_DEFAULT, ModelSourceError
+from svd.model.lora import AdapterError, check_adapter_folder
 
 log = logging.getLogger(__name__)
 
@@ -222,6 +223,11 @@ def generate(
         raise GenerateInputError(f"device {device}: no CUDA GPU is available here (use --device cpu)")
     jobs = plan(inputs, output, kind, seed)
     check_sizes(model, settings)
+    if load.lora:
+        try:
+            check_adapter_folder(load.lora)
+        except AdapterError as error:
+            raise GenerateInputError(str(error)) from None
 
     generator = load_generator(model, load)
     try:

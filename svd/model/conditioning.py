@@ -101,7 +101,8 @@ class ImageConditioner:
         strength = torch.as_tensor(noise_aug_strength, dtype=images.dtype, device=images.device).reshape(-1, 1, 1, 1)
         augmented = images + strength * noise.to(images.device)
         parameter = next(self.vae.parameters())
-        return self.vae.encode(augmented.to(device=parameter.device, dtype=parameter.dtype)).latent_dist.mode()
+        with torch.autocast(parameter.device.type, enabled=False):  # the VAE's own dtype (see posterior_moments)
+            return self.vae.encode(augmented.to(device=parameter.device, dtype=parameter.dtype)).latent_dist.mode()
 
     @torch.no_grad()
     def video_latents(self, frames: Tensor, *, generator: torch.Generator | None = None) -> Tensor:

@@ -26,6 +26,20 @@ class EDMConfig(StrictModel):
     p_std: float = Field(1.2, gt=0)
 
 
+class LoraConfig(StrictModel):
+    """A LoRA adapter on the UNet (`svd.model.lora`): with rank > 0 only the adapter trains, every base weight
+    stays frozen (`freeze` is not used), and the export is the adapter folder RUN_DIR/final/lora/."""
+
+    rank: int = Field(0, ge=0, description="0: no LoRA")
+    alpha: float | None = Field(None, gt=0, description="the adapter's output is scaled by alpha / rank; None: rank")
+    dropout: float = Field(0.0, ge=0, lt=1)
+    targets: list[str] = Field(
+        ["temporal"],
+        description="groups (temporal, temporal_attention, spatial_attention, all_attention) or regular "
+        "expressions matched against whole module names",
+    )
+
+
 class VideoModelConfig(StrictModel):
     base: str = Field(
         "stabilityai/stable-video-diffusion-img2vid-xt",
@@ -40,6 +54,7 @@ class VideoModelConfig(StrictModel):
     conditioning: Literal["image", "text"] = "image"
     num_frames: int = Field(14, ge=1)
     edm: EDMConfig = EDMConfig()
+    lora: LoraConfig = LoraConfig()
 
     def resolved_parameterisation(self) -> ParameterisationName:
         """The parameterisation to train with: the configured one, or the base's own; refuses mismatches.

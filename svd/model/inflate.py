@@ -37,7 +37,7 @@ from diffusers.models.transformers.transformer_temporal import TransformerSpatio
 from torch import nn
 
 from svd.model.freeze import is_temporal, parameter_counts
-from svd.model.loading import load_sd_unet, save_unet
+from svd.model.loading import ModelSourceError, _hub, load_sd_unet, save_unet
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +80,9 @@ _FIXED_IN_SVD: dict[str, tuple[Any, str]] = {
     "class_embeddings_concat": (False, "SVD has no class embedding"),
     "reverse_transformer_layers_per_block": (None, "SVD up blocks mirror the down blocks' transformer depths"),
 }
+
+# What `svd inflate` writes beside the UNet: where it came from and the SD scheduler config its backbone knows.
+PROVENANCE_FILE = "inflated_from.json"
 
 _RESNET = re.compile(r"^((?:down_blocks|up_blocks)\.\d+|mid_block)\.resnets\.(\d+)\.")
 
@@ -262,7 +265,7 @@ def inflate_checkpoint(
     try:
         save_unet(model, staging)
         provenance = {"source": source, "sd_unet_config": dict(sd_unet.config), "scheduler": scheduler_config}
-        (staging / "inflated_from.json").write_text(json.dumps(provenance, indent=2, default=str), encoding="utf-8")
+        (staging / PROVENANCE_FILE).write_text(json.dumps(provenance, indent=2, default=str), encoding="utf-8")
         if output.exists():
             shutil.rmtree(output)
         staging.rename(output)
@@ -275,6 +278,20 @@ def inflate_checkpoint(
         total_parameters=counts["total"],
         temporal_parameters=counts["temporal"],
     )
+
+
+def read_inflated(source: str) -> tuple[UNetSpatioTemporalConditionModel, dict[str, Any]] | None:
+    """The UNet of an `svd inflate` output folder and its provenance (source, SD UNet and scheduler configs);
+    None when `source` is not such a folder (an SD UNet or pipeline, or a hub id, to inflate now)."""
+    folder = Path(source)
+    if not (folder / PROVENANCE_FILE).is_file():
+        return None
+    try:
+        provenance = json.loads((folder / PROVENANCE_FILE).read_text(encoding="utf-8"))
+    except ValueError as error:
+        raise ModelSourceError(f"{folder / PROVENANCE_FILE}: not readable JSON ({error})") from None
+    unet = _hub(lambda: UNetSpatioTemporalConditionModel.from_pretrained(str(folder)), source)
+    return unet, provenance
 
 
 def _listed(value: Any) -> Any:

@@ -6,7 +6,9 @@
 | sd, text (video pretraining) | the SD UNet, inflated | the SD pipeline's vae/, text_encoder/, tokenizer/, scheduler/ |
 | sd, image | the SD UNet, inflated | vae/, image_encoder/, feature_extractor/, scheduler/ of `model.image_parts` |
 
-`model.random` builds each of these randomly from configs instead (tests and `configs/train/tiny.yaml`).
+For base_kind sd, `model.base` may also be a folder `svd inflate` wrote: its video UNet is used as it is, with the
+SD scheduler config (hence the `backbone` parameterisation) recorded in its `inflated_from.json`, and text
+parts from the SD source it names. `model.random` builds each of these randomly from configs instead (tests and `configs/train/tiny.yaml`).
 """
 
 from __future__ import annotations
@@ -35,8 +37,8 @@ from transformers import (
 )
 
 from svd.model.conditioning import ImageConditioner, TextConditioner, check_added_time_ids
-from svd.model.inflate import inflate
-from svd.model.loading import _hub, load_sd_unet, load_svd
+from svd.model.inflate import inflate, read_inflated
+from svd.model.loading import ModelSourceError, _hub, load_sd_unet, load_svd
 from svd.model.parameterisation import Parameterisation, make_parameterisation
 from svd.train.config import RandomModelConfig, TrainModelConfig
 
@@ -101,11 +103,9 @@ def build_components(config: TrainModelConfig, work_dir: Path) -> Components:
         }
         source = {"base": config.base}
     else:
-        sd_unet, scheduler_config = load_sd_unet(config.base)
-        unet = inflate(sd_unet.float(), num_frames=config.num_frames)
-        del sd_unet
+        unet, scheduler_config, sd_source = _inflated_unet(config.base, config.num_frames)
         if config.conditioning == "text":
-            parts = _sd_text_parts(config.base)
+            parts = _sd_text_parts(sd_source)
             source = {"base": config.base}
         else:
             parts = _svd_image_parts(config.image_parts)
@@ -115,6 +115,10 @@ def build_components(config: TrainModelConfig, work_dir: Path) -> Components:
     if config.conditioning == "text" and "text_encoder" not in parts:
         raise ValueError("model.conditioning text needs a text encoder; this base provides image parts only")
     check_added_time_ids(unet)
+    if config.conditioning == "image":
+        check_cross_attention(unet, parts["image_encoder"], config)
+    # The frame count trained is the one the export's pipeline samples by default (SVD-xt's config says 25).
+    unet.register_to_config(num_frames=config.num_frames)
     unet.float().train()
     for module in parts.values():
         if isinstance(module, torch.nn.Module):
@@ -132,6 +136,31 @@ def build_components(config: TrainModelConfig, work_dir: Path) -> Components:
     elif not isinstance(parts.get("scheduler"), EulerDiscreteScheduler):
         parts["scheduler"] = EulerDiscreteScheduler(**SVD_SCHEDULER)
     return Components(unet, parts["vae"], conditioner, parameterisation, parts["scheduler"], parts, source)
+
+
+def _inflated_unet(base: str, num_frames: int) -> tuple[UNetSpatioTemporalConditionModel, dict | None, str]:
+    """(video UNet, SD scheduler config, SD source) for base_kind sd: an `svd inflate` output folder as it is,
+    with the scheduler config (so the parameterisation) it recorded, or an SD UNet inflated now."""
+    inflated = read_inflated(base)
+    if inflated is not None:
+        unet, provenance = inflated
+        return unet, provenance.get("scheduler"), str(provenance.get("source") or base)
+    sd_unet, scheduler_config = load_sd_unet(base)
+    return inflate(sd_unet.float(), num_frames=num_frames), scheduler_config, base
+
+
+def check_cross_attention(unet: UNetSpatioTemporalConditionModel, image_encoder, config: TrainModelConfig) -> None:
+    """Image-to-video feeds the CLIP image embedding to cross-attention: its width must be the UNet's (an SD 1.x
+    UNet attends to 768-d text, SVD's image encoder embeds in 1024) - a config error, not a shape error later."""
+    widths = unet.config.cross_attention_dim
+    widths = set(widths) if isinstance(widths, (list, tuple)) else {widths}
+    embedding = image_encoder.config.projection_dim
+    if widths != {embedding}:
+        raise ModelSourceError(
+            f"model.base {config.base}: its UNet's cross-attention takes {', '.join(map(str, sorted(widths)))}-d "
+            f"context, but the image encoder embeds images in {embedding} dimensions; image-to-video needs a base "
+            "of that width (SD 2.x and SVD: 1024, not SD 1.x: 768), or use model.conditioning: text"
+        )
 
 
 def _sd_text_parts(source: str) -> dict[str, Any]:

@@ -144,6 +144,17 @@ class ValidationConfig(StrictModel):
     noise_aug_strength: float = 0.02
     guidance_scale: float = Field(3.0, ge=1, description="max guidance (image) / guidance (text)")
     seed: int = 0
+    ema: bool = Field(
+        True, description="sample with the EMA weights (what the export holds) when train.ema_decay is set"
+    )
+
+
+class ExportConfig(StrictModel):
+    merge_lora: bool = Field(
+        False,
+        description="with model.lora: also fold the adapter into the UNet and write the whole model beside "
+        "final/lora/ (final/unet/, and the rest of the pipeline)",
+    )
 
 
 class TrainConfig(StrictModel):
@@ -152,3 +163,4 @@ class TrainConfig(StrictModel):
     train: TrainLoopConfig = TrainLoopConfig()
     log: LogConfig = LogConfig()
     validation: ValidationConfig = ValidationConfig()
+    export: ExportConfig = ExportConfig()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
 from torch import Tensor, nn
 
@@ -40,3 +43,16 @@ class EMA:
         named = dict(model.named_parameters())
         for name, tensor in self.shadow.items():
             named[name].copy_(tensor)
+
+    @contextlib.contextmanager
+    @torch.no_grad()
+    def applied(self) -> Iterator[None]:
+        """The averaged weights in the model while the block runs (validation), the trained ones back after."""
+        trained = {name: p.detach().clone() for name, p in self.parameters.items()}
+        for name, parameter in self.parameters.items():
+            parameter.copy_(self.shadow[name])
+        try:
+            yield
+        finally:
+            for name, parameter in self.parameters.items():
+                parameter.copy_(trained[name])

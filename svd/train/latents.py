@@ -13,8 +13,8 @@ come from decoding the clip.
 
 An entry's key is a hash of everything its latents depend on: the clip's bytes (sha256: a re-curated clip with
 the same key misses, the same clip in another shard or folder hits), the frame indices of the window, the
-training resolution (resize and centre crop are deterministic), the weights of the VAE's encoder and the
-precision of the encode, and `CACHE_VERSION`, to be raised when decoding or resizing changes. A window hits
+training resolution (resize and centre crop are deterministic), the weights of the VAE's encoder (their dtype
+is the precision of the encode: it runs outside autocast), and `CACHE_VERSION`, to be raised when decoding or resizing changes. A window hits
 only when it is drawn again: `data.windows_per_clip` limits each clip to that many windows so that they recur.
 
 Entries are safetensors files, `CACHE/ab/abcd...ef.safetensors`, written under a temporary name in the same
@@ -40,15 +40,20 @@ from safetensors.torch import safe_open, save_file
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: moments encoded outside autocast, in the VAE's own dtype
 
 
 @torch.no_grad()
 def posterior_moments(vae, frames: torch.Tensor) -> torch.Tensor:
-    """(B, F, 3, H, W) pixels in [-1, 1] -> (B, F, 2C, h, w): the VAE posterior's mean and log-variance."""
+    """(B, F, 3, H, W) pixels in [-1, 1] -> (B, F, 2C, h, w): the VAE posterior's mean and log-variance.
+
+    Encoded in the VAE's own dtype even inside an autocast region, as sgm (first stage without autocast) and
+    diffusers' pipeline (VAE upcast to encode) do: bf16 moments would put rounding noise into every target.
+    """
     parameter = next(vae.parameters())
     flat = frames.flatten(0, 1).to(device=parameter.device, dtype=parameter.dtype)
-    moments = vae.encode(flat).latent_dist.parameters
+    with torch.autocast(parameter.device.type, enabled=False):
+        moments = vae.encode(flat).latent_dist.parameters
     return moments.reshape(*frames.shape[:2], *moments.shape[1:])
 
 
@@ -62,9 +67,9 @@ def sample_latents(vae, moments: torch.Tensor, generator: torch.Generator) -> to
     return latents.reshape(*moments.shape[:2], *latents.shape[1:])
 
 
-def encoder_identity(vae, precision: str) -> str:
-    """sha256 of what the moments depend on besides the pixels: the encoder's weights and the autocast precision."""
-    digest = hashlib.sha256(f"{type(vae).__name__} {precision}".encode())
+def encoder_identity(vae) -> str:
+    """sha256 of what the moments depend on besides the pixels: the encoder's weights, dtypes included."""
+    digest = hashlib.sha256(type(vae).__name__.encode())
     for name, tensor in sorted(vae.state_dict().items()):
         if name.startswith(("encoder.", "quant_conv.")):
             digest.update(f"{name} {tensor.dtype} {tuple(tensor.shape)}".encode())

@@ -26,6 +26,7 @@ from curation.config_io import save_config
 from curation.video_io import write_mp4
 from svd.model.conditioning import added_time_ids, unet_sample
 from svd.model.freeze import apply_freeze
+from svd.model.lora import add_lora
 from svd.train.checkpoint import (
     latest_checkpoint,
     load_checkpoint,
@@ -82,7 +83,9 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False) -> 
     unet = components.unet.to(device)
     for module in components.frozen_modules():
         module.to(device)
-    trainable = apply_freeze(unet, config.model.freeze)
+    lora = config.model.lora
+    # With LoRA the adapter alone trains; otherwise the parameters model.freeze names.
+    trainable = add_lora(unet, lora) if lora.rank else apply_freeze(unet, config.model.freeze)
     named_trainable = {name: p for name, p in unet.named_parameters() if p.requires_grad}
     if cfg.gradient_checkpointing:
         enable_gradient_checkpointing(unet)
@@ -90,10 +93,10 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False) -> 
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
     image_to_video = config.model.conditioning == "image"
     log.info(
-        "%.1fM of %.1fM UNet parameters train (freeze %s)",
+        "%.1fM of %.1fM UNet parameters train (%s)",
         sum(p.numel() for p in trainable) / 1e6,
         sum(p.numel() for p in unet.parameters()) / 1e6,
-        config.model.freeze,
+        f"LoRA rank {lora.rank} on {', '.join(lora.targets)}" if lora.rank else f"freeze {config.model.freeze}",
     )
 
     # 3. Optimizer on the trainable parameters only, LR schedule, EMA; DDP across ranks.
@@ -134,7 +137,7 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False) -> 
     # 5. Data: this rank's shards, streamed, decoded, skipping what it already consumed; the latent cache.
     cache = None
     if config.data.latent_cache:
-        cache = LatentCache(config.data.latent_cache, encoder_identity(components.vae, cfg.precision))
+        cache = LatentCache(config.data.latent_cache, encoder_identity(components.vae))
         log.info("latent cache in %s (encoder %s)", cache.folder, cache.encoder[:12])
         if config.data.windows_per_clip is None:
             log.warning(
@@ -174,9 +177,10 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False) -> 
             if validation_image is None and master and config.validation.every:
                 validation_image = _first_frame_as_validation_image(frames[0, 0], run_dir)
 
-            # Conditioning, with the frozen encoders: no gradients, inference mode. Targets are drawn from the
-            # VAE posterior of the frames, whose moments may come from the latent cache.
-            with torch.no_grad(), autocast:
+            # Conditioning, with the frozen encoders: no gradients, and no autocast (the encoders run in their own
+            # dtype, as sgm and the pipeline encode). Targets are drawn from the VAE posterior of the frames,
+            # whose moments may come from the latent cache.
+            with torch.no_grad():
                 if cache is None:
                     moments = posterior_moments(components.vae, frames)
                 else:
@@ -262,16 +266,18 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False) -> 
 
         # Validation video from the fixed conditioning (its own seed: the training RNG is untouched).
         if master and config.validation.every and step % config.validation.every == 0:
-            video = validation_video(
-                components,
-                unet,
-                config.validation,
-                validation_image,
-                height=config.data.height,
-                width=config.data.width,
-                num_frames=config.validation.num_frames or config.model.num_frames,
-                device=device,
-            )
+            weights = ema.applied() if ema is not None and config.validation.ema else contextlib.nullcontext()
+            with weights:
+                video = validation_video(
+                    components,
+                    unet,
+                    config.validation,
+                    validation_image,
+                    height=config.data.height,
+                    width=config.data.width,
+                    num_frames=config.validation.num_frames or config.model.num_frames,
+                    device=device,
+                )
             path = run_dir / "validation" / f"step-{step:08d}.mp4"
             path.parent.mkdir(parents=True, exist_ok=True)
             write_mp4(video, path, config.validation.fps)
@@ -324,6 +330,8 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False) -> 
                 "step": step,
                 "model": config.model.model_dump(),
             },
+            lora=lora.rank > 0,
+            merge=config.export.merge_lora,
         )
         metrics.close()
         log.info("%s: trained %d steps; counts %s", result.final, step, dict(batches.counts))
