@@ -57,7 +57,9 @@ def target_pattern(targets: list[str]) -> str:
         try:
             re.compile(pattern)
         except re.error as error:
-            raise AdapterError(f"model.lora.targets: {target!r} is neither a group nor a valid pattern ({error})")
+            raise AdapterError(
+                f"model.lora.targets: {target!r} is neither a group nor a valid pattern ({error})"
+            ) from None
         parts.append(f"(?:{pattern})")
     return "|".join(parts)
 
