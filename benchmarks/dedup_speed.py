@@ -132,7 +132,7 @@ def semantic(count: int, probes: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="100000,1000000", help="embeddings, comma-separated ('' to skip)")
-    parser.add_argument("--probes", default="3", help="partitions each vector joins, comma-separated")
+    parser.add_argument("--probes", default="4", help="partitions each vector joins, comma-separated")
     parser.add_argument("--side", type=int, default=256, help="long side of the hashed frames (px)")
     parser.add_argument("--seconds", type=float, default=5.0, help="clip length for the perceptual figures")
     parser.add_argument("--out", help="write the results as JSON here too")

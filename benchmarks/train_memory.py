@@ -1,7 +1,10 @@
 """Training step time, samples/s and peak GPU memory of the SVD UNet at full size (random weights).
 
 One training step as `svd train` runs it on the UNet: EDM noise on random latents, bf16 autocast, forward,
-backward, gradient clipping, fused AdamW on the trainable parameters only, EMA update. The frozen encoders are
+backward, gradient clipping, fused AdamW (or bitsandbytes' 8-bit AdamW) on the trainable parameters only, EMA
+update. Per frame size: `freeze` temporal and all, with and without gradient checkpointing; then the memory
+cases of issue 18 with checkpointing: a LoRA adapter of rank 64 on all attention layers, and `all` with 8-bit
+AdamW. The frozen encoders are
 left out (their encoding runs under no_grad and is freed before the UNet runs); batch 1, 14 frames, the CLIP
 embedding as a random (1, 1, 1024) context.
 
@@ -27,10 +30,16 @@ sys.path.insert(0, str(Path(__file__).parent))
 from model_params import SVD_XT_UNET  # noqa: E402
 
 from svd.model.conditioning import added_time_ids, unet_sample  # noqa: E402
+from svd.model.config import LoraConfig  # noqa: E402
 from svd.model.freeze import apply_freeze  # noqa: E402
+from svd.model.lora import add_lora  # noqa: E402
 from svd.model.parameterisation import EDM  # noqa: E402
+from svd.train.config import TrainLoopConfig  # noqa: E402
 from svd.train.ema import EMA  # noqa: E402
-from svd.train.memory import enable_gradient_checkpointing  # noqa: E402
+from svd.train.memory import enable_gradient_checkpointing, make_optimizer  # noqa: E402
+
+# Issue 18's memory cases, beside the freeze x checkpointing grid: (policy, optimizer, LoRA rank).
+MEMORY_CASES = (("lora", "adamw", 64), ("all", "adamw8bit", 0))
 
 TINY_UNET = {
     "block_out_channels": [32, 64],
@@ -53,15 +62,20 @@ def run(
     steps: int,
     device: torch.device,
     context_dim: int,
+    optimizer_name: str = "adamw",
+    lora_rank: int = 0,
 ) -> dict:
     torch.manual_seed(0)
     with torch.device(device):  # initialised in place on the device: a full-size init on the CPU is slow
         unet = UNetSpatioTemporalConditionModel(**config).train()
-    trainable = apply_freeze(unet, policy)
+    if lora_rank:
+        trainable = add_lora(unet, LoraConfig(rank=lora_rank, targets=["all_attention"]))
+    else:
+        trainable = apply_freeze(unet, policy)
     named = {n: p for n, p in unet.named_parameters() if p.requires_grad}
     if checkpointing:
         enable_gradient_checkpointing(unet)
-    optimizer = torch.optim.AdamW(trainable, lr=1e-5, fused=device.type == "cuda")
+    optimizer = make_optimizer(trainable, TrainLoopConfig(lr=1e-5, optimizer=optimizer_name), device)
     ema = EMA(named, 0.9999)
     edm = EDM(0.7, 1.6)  # SVD's high-resolution noise distribution
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
@@ -102,6 +116,8 @@ def run(
     step_time = sorted(times[1:] or times)[len(times[1:] or times) // 2] if times else None
     result = {
         "policy": policy,
+        "optimizer": optimizer_name,
+        "lora_rank": lora_rank,
         "checkpointing": checkpointing,
         "frames": frames,
         "height": height,
@@ -127,22 +143,26 @@ def setup(tiny: bool) -> tuple[torch.device, dict, int, list[tuple[int, int, int
 
 
 def benchmark(tiny: bool, steps: int, cases: list[tuple[int, int, int]] | None = None) -> Iterator[dict]:
-    """One row per case, freeze policy (temporal, all) and checkpointing (off, on), as each is measured."""
+    """One row per case and variant (freeze temporal/all x checkpointing off/on, then MEMORY_CASES), as each is
+    measured."""
     device, config, context_dim, default_cases = setup(tiny)
     for frames, height, width in cases or default_cases:
-        for policy in ("temporal", "all"):
-            for checkpointing in (False, True):
-                yield run(
-                    config,
-                    policy=policy,
-                    checkpointing=checkpointing,
-                    frames=frames,
-                    height=height,
-                    width=width,
-                    steps=steps,
-                    device=device,
-                    context_dim=context_dim,
-                )
+        variants = [(policy, "adamw", 0, checkpointing) for policy in ("temporal", "all") for checkpointing in (0, 1)]
+        variants += [(policy, optimizer, rank, True) for policy, optimizer, rank in MEMORY_CASES]
+        for policy, optimizer_name, lora_rank, checkpointing in variants:
+            yield run(
+                config,
+                policy=policy,
+                checkpointing=bool(checkpointing),
+                frames=frames,
+                height=height,
+                width=width,
+                steps=steps,
+                device=device,
+                context_dim=context_dim,
+                optimizer_name=optimizer_name,
+                lora_rank=lora_rank,
+            )
 
 
 def main() -> None:

@@ -196,6 +196,7 @@ def train(config_path, run_dir, overrides, resume, verbose, quiet) -> None:
     from svd.train.config import TrainConfig
     from svd.train.data import expand_shards
     from svd.train.loop import train as run_training
+    from svd.train.memory import TrainSetupError
 
     try:
         config = load_config(TrainConfig, config_path, overrides)
@@ -205,7 +206,7 @@ def train(config_path, run_dir, overrides, resume, verbose, quiet) -> None:
         raise UsageProblem(str(error)) from None
     try:
         result = run_training(config, Path(run_dir), resume=resume)
-    except (ModelSourceError, AdapterError) as error:
+    except (ModelSourceError, AdapterError, TrainSetupError) as error:
         raise UsageProblem(str(error)) from None
     if result.final is not None:
         click.echo(f"{result.final}: {result.step} steps; last checkpoint {result.checkpoint}", err=True)

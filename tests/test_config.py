@@ -19,6 +19,16 @@ def test_svd_yaml_spells_out_the_defaults():
     assert load_config(CurationConfig, CONFIGS / "curation" / "svd.yaml") == CurationConfig()
 
 
+@pytest.mark.parametrize("path", sorted((CONFIGS / "train").glob("*.yaml")), ids=lambda path: path.name)
+def test_shipped_training_configs_load(path):
+    from svd.train.config import TrainConfig
+
+    config = load_config(TrainConfig, path)
+    config.model.resolved_parameterisation()
+    if path.name == "svd_image_to_video.yaml":  # SVD's size, in landscape, portrait and square
+        assert [(b.height, b.width) for b in config.data.buckets] == [(576, 1024), (1024, 576), (768, 768)]
+
+
 @pytest.mark.parametrize("name", ["svd.yaml", "tiny.yaml"])
 def test_shipped_curation_configs_load(name):
     config = load_config(CurationConfig, CONFIGS / "curation" / name)

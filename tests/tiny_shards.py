@@ -104,6 +104,16 @@ def record(key: str, frames: np.ndarray, fps: float, **fields) -> dict:
     return shard_record(row)
 
 
+def shaped_clip(index: int, height: int, width: int) -> tuple[str, bytes, dict]:
+    """(key, mp4, record) of 8 smooth random frames of height x width; the key names the shape, KEY-HxW."""
+    import PIL.Image
+
+    small = np.random.default_rng(index).integers(0, 256, (8, 4, 4, 3), dtype=np.uint8)
+    frames = np.stack([np.asarray(PIL.Image.fromarray(frame).resize((width, height))) for frame in small])
+    key = f"c{index:02d}-{height}x{width}"
+    return key, encode(frames, 8.0), record(key, frames, 8.0)
+
+
 def write_shards(folder: Path, clips: list[tuple[str, bytes, dict]], per_shard: int = 8) -> list[Path]:
     """Write (key, mp4 bytes, record) with `svd curate`'s ShardWriter into folder/shard-NNNNNN.tar, `per_shard`
     samples each, the record's shipped caption as KEY.txt; the shards' paths, in order."""

@@ -24,6 +24,9 @@ from typing import Any
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
+from torch.distributed.tensor import DTensor
+
+from svd.train.memory import shard_like
 
 log = logging.getLogger(__name__)
 
@@ -70,20 +73,38 @@ def set_rng_state(tensors: dict[str, torch.Tensor], plain: dict[str, Any], gener
 
 
 def optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], list[dict]]:
+    """The optimizer's state as flat tensors, `state.{index}.{name}`: nested dicts (bitsandbytes keeps its 8-bit
+    states in one) as `name.{inner}`, numbers (bitsandbytes' integer step) as 0-d tensors."""
     state = optimizer.state_dict()
-    tensors = {
-        f"state.{index}.{name}": value if torch.is_tensor(value) else torch.tensor(value)
-        for index, values in state["state"].items()
-        for name, value in values.items()
-    }
-    return {k: v.detach().contiguous() for k, v in tensors.items()}, state["param_groups"]
+    tensors, storages = {}, set()
+    for index, values in state["state"].items():
+        for name, value in values.items():
+            inner = value.items() if isinstance(value, dict) else [(None, value)]
+            for part, item in inner:
+                key = f"state.{index}.{name}" if part is None else f"state.{index}.{name}.{part}"
+                tensor = (item if torch.is_tensor(item) else torch.tensor(item)).detach().contiguous()
+                if not isinstance(tensor, DTensor):
+                    if tensor.numel() and tensor.data_ptr() in storages:
+                        tensor = tensor.clone()  # shared by several parameters (bitsandbytes' quantisation maps)
+                    storages.add(tensor.data_ptr())
+                tensors[key] = tensor
+    return tensors, state["param_groups"]
 
 
 def load_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], groups: list[dict]) -> None:
-    state: dict[int, dict[str, torch.Tensor]] = {}
+    """Restore what `optimizer_tensors` saved; under FSDP each state tensor is sharded as its parameter."""
+    parameters = [parameter for group in optimizer.param_groups for parameter in group["params"]]
+    state: dict[int, dict[str, Any]] = {}
     for key, value in tensors.items():
         _, index, name = key.split(".", 2)
-        state.setdefault(int(index), {})[name] = value
+        values = state.setdefault(int(index), {})
+        if "." in name:
+            name, part = name.split(".", 1)
+            values.setdefault(name, {})[part] = value
+        elif value.dim() == 0 and not value.is_floating_point():
+            values[name] = int(value)  # an integer step (torch's own AdamW keeps a float tensor)
+        else:
+            values[name] = shard_like(value, parameters[int(index)])
     optimizer.load_state_dict({"state": state, "param_groups": groups})
 
 
@@ -93,12 +114,15 @@ def save_checkpoint(
     *,
     trainable: dict[str, torch.Tensor],
     ema: dict[str, torch.Tensor] | None,
-    optimizer: torch.optim.Optimizer,
+    optimizer: tuple[dict[str, torch.Tensor], list[dict]],
     state: dict[str, Any],
     rng_tensors: list[dict[str, torch.Tensor]],
     keep: int,
 ) -> Path:
-    """Write one checkpoint (rank 0, with every rank's RNG and data state gathered in `state` / `rng_tensors`)."""
+    """Write one checkpoint (rank 0, with every rank's RNG and data state gathered in `state` / `rng_tensors`).
+
+    Tensors are full ones (`svd.train.memory.gathered` under FSDP); `optimizer` is `optimizer_tensors`' result.
+    """
     final = checkpoint_dir(run_dir, step)
     staging = final.with_name(final.name + ".tmp")
     shutil.rmtree(staging, ignore_errors=True)
@@ -108,7 +132,7 @@ def save_checkpoint(
     )
     if ema is not None:
         save_file({k: v.contiguous().cpu() for k, v in ema.items()}, staging / "ema.safetensors")
-    tensors, groups = optimizer_tensors(optimizer)
+    tensors, groups = optimizer
     save_file({k: v.cpu() for k, v in tensors.items()}, staging / "optimizer.safetensors")
     save_file(
         {f"rank{rank}.{name}": t.cpu() for rank, ranks in enumerate(rng_tensors) for name, t in ranks.items()},

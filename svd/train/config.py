@@ -22,6 +22,12 @@ class CaptionProbabilities(StrictModel):
     llm: float = Field(0.25, ge=0)
 
 
+class BucketConfig(StrictModel):
+    height: int = Field(ge=8)
+    width: int = Field(ge=8)
+    num_frames: int | None = Field(None, ge=1, description="frames per example in this bucket; None: model.num_frames")
+
+
 class DataConfig(StrictModel):
     shards: str | list[str] | None = Field(
         None,
@@ -29,9 +35,15 @@ class DataConfig(StrictModel):
         "(shard-{000000..000009}.tar) or URLs (http(s)://, pipe:), one string or a list",
     )
     height: int = Field(
-        320, ge=8, description="training resolution: clips are resized to cover it, then centre-cropped"
+        320, ge=8, description="training resolution without buckets: clips are resized to cover it, then centre-cropped"
     )
     width: int = Field(576, ge=8)
+    buckets: list[BucketConfig] | None = Field(
+        None,
+        description="resolution / aspect-ratio buckets (height, width, optional num_frames): each clip trains in "
+        "the one nearest its aspect ratio, resized to cover it and centre-cropped; a batch holds one bucket. "
+        "None: one bucket, height x width",
+    )
     fps: float | None = Field(
         None,
         gt=0,
@@ -117,6 +129,19 @@ class TrainLoopConfig(StrictModel):
     precision: Literal["bf16", "fp32"] = Field("bf16", description="autocast dtype of the forward pass")
     ema_decay: float | None = Field(0.9999, gt=0, lt=1, description="EMA of the trainable weights; None: no EMA")
     gradient_checkpointing: bool = Field(False, description="recompute activations, temporal blocks included")
+    optimizer: Literal["adamw", "adamw8bit"] = Field(
+        "adamw", description="adamw8bit: bitsandbytes' 8-bit AdamW on CUDA, a quarter of the optimizer memory"
+    )
+    tf32: bool = Field(
+        False,
+        description="TF32 fp32 matmuls and convolutions on Ampere+ GPUs (as diffusers' --allow_tf32); False: "
+        "PyTorch's defaults",
+    )
+    fsdp: bool = Field(
+        False,
+        description="under torchrun, shard parameters, gradients and optimizer states across ranks (torch FSDP2), "
+        "for model.freeze: all; otherwise ranks are data-parallel (DDP), each holding all of them",
+    )
     noise_aug_p_mean: float = Field(
         -3.0, description="conditioning-frame noise: ln(strength) ~ N(p_mean, p_std^2), as SVD"
     )

@@ -1,9 +1,9 @@
 """Training data: the WebDataset shards `svd curate` writes, streamed, decoded with PyAV, cut to training clips.
 
 Each sample of a shard is `KEY.mp4` (the clip), `KEY.json` (its record: fps, motion_bucket_id, captions...)
-and `KEY.txt`. One training example is `num_frames` frames taken every `stride` frames from a random start
-(any possible one, or one of `windows_per_clip` fixed windows), resized to cover `height x width` and
-centre-cropped, with one caption picked among the clip's CoCa, V-BLIP and LLM captions, and the clip's fps (of
+and `KEY.txt`. One training example is the `num_frames` frames of the clip's bucket (`svd.train.buckets`: the
+one nearest its aspect ratio) taken every `stride` frames from a random start (any possible one, or one of
+`windows_per_clip` fixed windows), resized to cover the bucket's height x width and centre-cropped, with one caption picked among the clip's CoCa, V-BLIP and LLM captions, and the clip's fps (of
 the sampled frames) and motion bucket for micro-conditioning. With a latent cache (`svd.train.latents`) each
 example also carries its cache key and, when the worker found it there, the window's VAE posterior moments.
 
@@ -12,8 +12,9 @@ workers; each worker loops over epochs of its own shards, reshuffled per epoch f
 epoch), through a shuffle buffer. Every random choice about a sample (start frame, caption) comes from a
 generator seeded by (seed, rank, worker, index of the sample in the worker's stream), so the stream is a pure
 function of the config: to resume, the main process says how many items it took, and each worker skips its
-share of them before decoding anything. The DataLoader takes items from its workers in turn, which makes
-each worker's share exact.
+share of them before decoding anything (except the examples a checkpoint names as waiting in an unfinished
+bucket batch, which are decoded again). The DataLoader takes items from its workers in turn, which makes each
+worker's share exact; the main process takes them in stream order.
 
 Broken samples never stop a run: a clip that cannot be decoded, is too short, or lacks its video comes out
 as a `Skipped` item, counted by the main process (`ClipBatches.counts`).
@@ -39,6 +40,7 @@ import webdataset as wds
 from braceexpand import braceexpand
 
 from curation.record import CAPTION_TEXT, Column
+from svd.train.buckets import Bucket, buckets_of, nearest_bucket
 from svd.train.config import DataConfig
 from svd.train.latents import LatentCache
 
@@ -52,6 +54,7 @@ class Skipped:
     key: str
     reason: str
     detail: str = ""
+    index: int = -1  # in the rank's stream
 
 
 def expand_shards(spec: str | Sequence[str] | None) -> list[str]:
@@ -104,14 +107,17 @@ def _text(value) -> str:
 
 
 def decode_clip(
-    data: bytes, num_frames: int, config: DataConfig, rng: np.random.Generator
-) -> tuple[np.ndarray, float, list[int]]:
-    """`num_frames` RGB frames (F, H, W, 3) uint8 every `stride` frames from a random start, their fps and indices.
+    data: bytes, buckets: Sequence[Bucket], config: DataConfig, rng: np.random.Generator
+) -> tuple[np.ndarray, float, list[int], Bucket]:
+    """The frames of the clip's nearest bucket: (F, H, W, 3) RGB uint8 every `stride` frames from a random start,
+    their fps, their indices and the bucket.
 
     Raises ValueError("too short ...") when the clip has too few frames, av errors when it cannot be decoded.
     """
     with av.open(io.BytesIO(data)) as container:
         stream = container.streams.video[0]
+        bucket = nearest_bucket(buckets, stream.height, stream.width)
+        num_frames = bucket.num_frames
         clip_fps = float(stream.average_rate or stream.guessed_rate or 0) or 24.0
         stride = frame_stride(clip_fps, config)
         span = (num_frames - 1) * stride + 1
@@ -123,12 +129,12 @@ def decode_clip(
         frames = []
         for index, frame in enumerate(container.decode(stream)):
             if index in wanted:
-                frames.append(resize_crop(frame.to_ndarray(format="rgb24"), config.height, config.width))
+                frames.append(resize_crop(frame.to_ndarray(format="rgb24"), bucket.height, bucket.width))
                 if len(frames) == num_frames:
                     break
     if len(frames) < num_frames:
         raise ValueError(f"too short: {len(frames)} of {num_frames} frames decoded")
-    return np.stack(frames), clip_fps / stride, list(wanted)
+    return np.stack(frames), clip_fps / stride, list(wanted), bucket
 
 
 def window_start(last: int, windows: int | None, rng: np.random.Generator) -> int:
@@ -164,29 +170,40 @@ class ClipStream(torch.utils.data.IterableDataset):
         world_size: int = 1,
         num_workers: int = 0,
         skip: int = 0,
+        replay: Sequence[int] = (),
         cache: LatentCache | None = None,
     ) -> None:
         self.urls = urls[rank::world_size]
         if not self.urls:
             raise ValueError(f"rank {rank} of {world_size} has no shard: {len(urls)} shard(s) for {world_size} ranks")
-        self.config, self.num_frames, self.seed, self.rank = config, num_frames, seed, rank
+        self.config, self.seed, self.rank = config, seed, rank
+        self.buckets = buckets_of(config, num_frames)
         self.num_workers = max(1, num_workers)
         self.skip = skip
+        self.replay = set(replay)
         self.cache = cache
         self.probabilities = config.captions.model_dump()
 
     def __iter__(self) -> Iterator[dict | Skipped]:
         info = torch.utils.data.get_worker_info()
         # The DataLoader takes items from its workers 0, 1, ... in turn, starting again at 0 on resume: item j of
-        # the stream comes from logical worker j % num_workers, which skips the items it gave before `skip`.
-        worker = ((info.id if info is not None else 0) + self.skip) % self.num_workers
-        urls = self.urls[worker :: self.num_workers]
-        skip = (self.skip - worker + self.num_workers - 1) // self.num_workers
+        # the stream comes from logical worker j % num_workers, which skips the items it gave before `skip`, except
+        # those to `replay` (taken before a checkpoint, but still waiting in a bucket's unfinished batch).
+        workers = self.num_workers
+        worker = ((info.id if info is not None else 0) + self.skip) % workers
+        urls = self.urls[worker::workers]
+        skip = (self.skip - worker + workers - 1) // workers
+        again = {index // workers for index in self.replay if index % workers == worker}
         for index, sample in enumerate(self._raw_samples(urls, worker)):
-            if index < skip:
+            if index < skip and index not in again:
                 continue
             rng = np.random.default_rng([self.seed, self.rank, worker, index])
-            yield self._example(sample, rng)
+            item = self._example(sample, rng)
+            if isinstance(item, Skipped):
+                item.index = index * workers + worker
+            else:
+                item["index"] = index * workers + worker
+            yield item
 
     def _raw_samples(self, urls: list[str], worker: int) -> Iterator[dict]:
         """Undecoded samples, shuffled, epoch after epoch (or resampled shards forever)."""
@@ -214,27 +231,32 @@ class ClipStream(torch.utils.data.IterableDataset):
         if "mp4" not in sample:
             return Skipped(key, "no_video")
         try:
-            frames, fps, indices = decode_clip(sample["mp4"], self.num_frames, self.config, rng)
+            frames, fps, indices, bucket = decode_clip(sample["mp4"], self.buckets, self.config, rng)
         except ValueError as error:
             reason = "too_short" if str(error).startswith("too short") else "unreadable"
             return Skipped(key, reason, str(error))
         except (av.error.FFmpegError, IndexError, OSError) as error:  # IndexError: no video stream
             return Skipped(key, "unreadable", f"{type(error).__name__}: {error}")
         caption, source = pick_caption(record, self.probabilities, rng)
-        bucket = record.get(Column.MOTION_BUCKET_ID)
+        motion = record.get(Column.MOTION_BUCKET_ID)
         example = {
             "key": key,
+            "bucket": bucket.name,
             "frames": torch.from_numpy(frames).permute(0, 3, 1, 2),  # (F, 3, H, W) uint8
             "caption": caption,
             "caption_source": source,
             "fps": float(fps),
-            "motion_bucket_id": int(bucket) if bucket is not None else self.config.default_motion_bucket_id,
-            "motion_bucket_default": bucket is None,
+            "motion_bucket_id": int(motion) if motion is not None else self.config.default_motion_bucket_id,
+            "motion_bucket_default": motion is None,
         }
         if self.cache is not None:
-            example["cache_key"] = self.cache.key(sample["mp4"], indices, self.config.height, self.config.width)
-            example["moments"], example["cache_status"] = self.cache.load(example["cache_key"], self.num_frames)
+            example["cache_key"] = self.cache.key(sample["mp4"], indices, bucket.height, bucket.width)
+            example["moments"], example["cache_status"] = self.cache.load(example["cache_key"], bucket.num_frames)
         return example
+
+
+def _index(item: dict | Skipped) -> int:
+    return item.index if isinstance(item, Skipped) else item["index"]
 
 
 def _shuffled(samples: Iterator[dict], size: int, rng: random.Random) -> Iterator[dict]:
@@ -252,12 +274,15 @@ def _shuffled(samples: Iterator[dict], size: int, rng: random.Random) -> Iterato
 
 
 class ClipBatches:
-    """Batches of examples from a `ClipStream` through a DataLoader; counts what was skipped and why.
+    """Batches of examples from a `ClipStream` through a DataLoader, each of one bucket; counts what was skipped.
 
-    `position` is the number of items taken from the stream (examples and skipped ones): what a checkpoint
-    stores to resume the data where it stopped. With a `cache`, batches also hold `cache_keys` and `moments`
-    (None where the cache had no readable entry) and `counts` the lookups (`latent_cache_hit`, `_miss`,
-    `_unreadable`).
+    Items are taken in the stream's order (a small buffer puts back the order the DataLoader's workers
+    interleave), and each example waits in its bucket until that bucket has `batch_size` of them. The data state
+    a checkpoint stores is `position`, the number of items taken (examples and skipped ones), and `waiting()`,
+    the stream indices of the examples still waiting in unfinished batches: on resume these are decoded again
+    (identically: every random choice about a sample comes from its index) and put back first, so batches
+    continue exactly. With a `cache`, batches also hold `cache_keys` and `moments` (None where the cache had no
+    readable entry) and `counts` the lookups (`latent_cache_hit`, `_miss`, `_unreadable`).
     """
 
     def __init__(
@@ -270,6 +295,7 @@ class ClipBatches:
         rank: int = 0,
         world_size: int = 1,
         position: int = 0,
+        waiting: Sequence[int] = (),
         cache: LatentCache | None = None,
     ) -> None:
         urls = expand_shards(config.shards)
@@ -292,6 +318,7 @@ class ClipBatches:
             world_size=world_size,
             num_workers=workers,
             skip=position,
+            replay=waiting,
             cache=cache,
         )
         self.loader = torch.utils.data.DataLoader(
@@ -306,15 +333,40 @@ class ClipBatches:
         self.position = position
         self.counts: Counter[str] = Counter()
         self._items = iter(self.loader)
+        self._early: dict[int, dict | Skipped] = {}  # items that came before their turn, by stream index
+        self._buckets: dict[str, list[dict]] = {}  # examples waiting for their bucket's batch to fill
+        replays = set(waiting)
+        while replays:  # the examples that waited at the checkpoint come back first, each from its worker
+            item = self._receive()
+            if _index(item) in replays:
+                replays.discard(item["index"])
+                self._buckets.setdefault(item["bucket"], []).append(item)
+            else:
+                self._early[_index(item)] = item
+        for examples in self._buckets.values():
+            examples.sort(key=lambda example: example["index"])
+
+    def waiting(self) -> list[int]:
+        """Stream indices of the examples taken but not yet in a batch (for the checkpoint)."""
+        return sorted(example["index"] for examples in self._buckets.values() for example in examples)
 
     def __iter__(self):
         return self
 
+    def _receive(self) -> dict | Skipped:
+        return next(self._items)  # StopIteration: every worker ran dry (shards without samples)
+
+    def _take(self) -> dict | Skipped:
+        """The next item in stream order."""
+        while self.position not in self._early:
+            item = self._receive()
+            self._early[_index(item)] = item
+        self.position += 1
+        return self._early.pop(self.position - 1)
+
     def __next__(self) -> dict:
-        examples = []
-        while len(examples) < self.batch_size:
-            item = next(self._items)  # StopIteration: every worker ran dry (shards without samples)
-            self.position += 1
+        while True:
+            item = self._take()
             if isinstance(item, Skipped):
                 self.counts[f"skipped_{item.reason}"] += 1
                 log.warning("skipped %s (%s): %s", item.key, item.reason, item.detail)
@@ -324,9 +376,14 @@ class ClipBatches:
             self.counts["default_motion_bucket"] += item["motion_bucket_default"]
             if self.cache is not None:
                 self.counts[f"latent_cache_{item['cache_status']}"] += 1
-            examples.append(item)
+            waiting = self._buckets.setdefault(item["bucket"], [])
+            waiting.append(item)
+            if len(waiting) == self.batch_size:
+                examples = self._buckets.pop(item["bucket"])
+                break
         batch = {
             "keys": [e["key"] for e in examples],
+            "bucket": examples[0]["bucket"],
             "frames": torch.stack([e["frames"] for e in examples]),  # (B, F, 3, H, W) uint8
             "captions": [e["caption"] for e in examples],
             "fps": torch.tensor([e["fps"] for e in examples]),

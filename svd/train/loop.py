@@ -21,16 +21,19 @@ import numpy as np
 import PIL.Image
 import torch
 import torch.distributed as dist
+from torch.distributed.tensor import DTensor
 
 from curation.config_io import save_config
 from curation.video_io import write_mp4
 from svd.model.conditioning import added_time_ids, unet_sample
 from svd.model.freeze import apply_freeze
 from svd.model.lora import add_lora
+from svd.train.buckets import buckets_of, nearest_bucket
 from svd.train.checkpoint import (
     latest_checkpoint,
     load_checkpoint,
     load_optimizer,
+    optimizer_tensors,
     rng_state,
     save_checkpoint,
     set_rng_state,
@@ -42,7 +45,16 @@ from svd.train.ema import EMA
 from svd.train.export import export
 from svd.train.latents import LatentCache, cached_moments, encoder_identity, posterior_moments, sample_latents
 from svd.train.logs import MetricsLog
-from svd.train.memory import enable_gradient_checkpointing
+from svd.train.memory import (
+    TrainSetupError,
+    enable_gradient_checkpointing,
+    gathered,
+    make_optimizer,
+    shard,
+    shard_like,
+    unsharded,
+    use_tf32,
+)
 from svd.train.validation import validation_video
 
 log = logging.getLogger("svd.train")
@@ -85,10 +97,30 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False) -> 
         module.to(device)
     lora = config.model.lora
     # With LoRA the adapter alone trains; otherwise the parameters model.freeze names.
-    trainable = add_lora(unet, lora) if lora.rank else apply_freeze(unet, config.model.freeze)
-    named_trainable = {name: p for name, p in unet.named_parameters() if p.requires_grad}
+    if lora.rank:
+        add_lora(unet, lora)
+    else:
+        apply_freeze(unet, config.model.freeze)
     if cfg.gradient_checkpointing:
         enable_gradient_checkpointing(unet)
+    if cfg.tf32:
+        use_tf32(device)
+    sharded = cfg.fsdp and world_size > 1
+    if sharded:
+        if lora.rank:
+            raise TrainSetupError("train.fsdp shards a full finetune; a LoRA adapter is small: train it without fsdp")
+        shard(unet)  # parameters become DTensors: the trainable ones are collected after this
+    elif cfg.fsdp:
+        log.info("train.fsdp with one process: nothing to shard")
+    named_trainable = {name: p for name, p in unet.named_parameters() if p.requires_grad}
+    trainable = list(named_trainable.values())
+    if sharded:
+        log.info(
+            "fsdp: rank %d holds %d of the %d trainable parameters, and their optimizer state",
+            rank,
+            sum(p.to_local().numel() for p in trainable),
+            sum(p.numel() for p in trainable),
+        )
     parameterisation = components.parameterisation
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
     image_to_video = config.model.conditioning == "image"
@@ -99,20 +131,18 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False) -> 
         f"LoRA rank {lora.rank} on {', '.join(lora.targets)}" if lora.rank else f"freeze {config.model.freeze}",
     )
 
-    # 3. Optimizer on the trainable parameters only, LR schedule, EMA; DDP across ranks.
-    optimizer = torch.optim.AdamW(
-        trainable, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay, fused=device.type == "cuda"
-    )
+    # 3. Optimizer on the trainable parameters only, LR schedule, EMA; DDP across ranks unless sharded.
+    optimizer = make_optimizer(trainable, cfg, device)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, cfg))
     ema = EMA(named_trainable, cfg.ema_decay) if cfg.ema_decay else None
     model = (
         torch.nn.parallel.DistributedDataParallel(unet, device_ids=[local_rank] if device.type == "cuda" else None)
-        if world_size > 1
+        if world_size > 1 and not sharded
         else unet
     )
 
     # 4. Resume: weights, optimizer, schedule, EMA, RNG states and data position of the latest checkpoint.
-    step, position, counts, saved_shards = 0, 0, Counter(), None
+    step, position, waiting, counts, saved_shards = 0, 0, [], Counter(), None
     checkpoint = latest_checkpoint(run_dir) if resume else None
     if resume and checkpoint is None:
         log.warning("--resume: no checkpoint in %s; starting from step 0", run_dir / "checkpoints")
@@ -121,16 +151,18 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False) -> 
         state = saved["state"]
         with torch.no_grad():
             for name, tensor in saved["trainable"].items():
-                named_trainable[name].copy_(tensor)
+                named_trainable[name].copy_(shard_like(tensor, named_trainable[name]))
         load_optimizer(optimizer, saved["optimizer"], state["param_groups"])
         scheduler.load_state_dict(state["scheduler"])
         if ema is not None and saved["ema"] is not None:
-            ema.load_state_dict(saved["ema"], state["ema_updates"])
+            averaged = {name: shard_like(tensor, ema.shadow[name]) for name, tensor in saved["ema"].items()}
+            ema.load_state_dict(averaged, state["ema_updates"])
         ranks = state["ranks"]
         if len(ranks) != world_size:
             raise ValueError(f"{checkpoint} was written by {len(ranks)} rank(s); resume with as many, not {world_size}")
         set_rng_state(saved["rng"][rank], ranks[rank]["rng"], generator)
         step, position, counts = state["step"], ranks[rank]["data_position"], Counter(ranks[rank]["counts"])
+        waiting = ranks[rank].get("waiting", [])
         saved_shards = ranks[rank].get("shards")
         log.info("resumed from %s (step %d)", checkpoint, step)
 
@@ -152,6 +184,7 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False) -> 
         rank=rank,
         world_size=world_size,
         position=position,
+        waiting=waiting,
         cache=cache,
     )
     urls = batches.stream.urls
@@ -174,8 +207,8 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False) -> 
             batch = next(batches)
             frames = batch["frames"].to(device).float() / 127.5 - 1.0  # (B, F, 3, H, W) in [-1, 1]
             size = frames.shape[0]
-            if validation_image is None and master and config.validation.every:
-                validation_image = _first_frame_as_validation_image(frames[0, 0], run_dir)
+            if validation_image is None and config.validation.every and (master or sharded):
+                validation_image = _first_frame_as_validation_image(frames[0, 0], run_dir if master else None)
 
             # Conditioning, with the frozen encoders: no gradients, and no autocast (the encoders run in their own
             # dtype, as sgm and the pipeline encode). Targets are drawn from the VAE posterior of the frames,
@@ -217,7 +250,9 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False) -> 
             levels = parameterisation.sample_levels(size, generator=generator, device=device)
             sample, timestep = parameterisation.unet_inputs(parameterisation.add_noise(x0, noise, levels), levels)
             last_micro = micro == cfg.grad_accum - 1
-            sync = contextlib.nullcontext() if last_micro or world_size == 1 else model.no_sync()
+            if sharded:
+                model.set_requires_gradient_sync(last_micro)
+            sync = contextlib.nullcontext() if last_micro or world_size == 1 or sharded else model.no_sync()
             with sync:
                 with autocast:
                     output = model(
@@ -232,6 +267,8 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False) -> 
 
         # Optimizer step on the accumulated gradients.
         grad_norm = torch.nn.utils.clip_grad_norm_(trainable, cfg.grad_clip or math.inf)
+        if isinstance(grad_norm, DTensor):
+            grad_norm = grad_norm.full_tensor()
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
@@ -264,30 +301,38 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False) -> 
             if master:
                 metrics.write(step, values)
 
-        # Validation video from the fixed conditioning (its own seed: the training RNG is untouched).
-        if master and config.validation.every and step % config.validation.every == 0:
+        # Validation video from the fixed conditioning (its own seed: the training RNG is untouched). Sharded, every
+        # rank runs the sampling loop (each forward gathers the weights from all of them); rank 0 writes it.
+        if (master or sharded) and config.validation.every and step % config.validation.every == 0:
             weights = ema.applied() if ema is not None and config.validation.ema else contextlib.nullcontext()
+            bucket = nearest_bucket(buckets_of(config.data, config.model.num_frames), *validation_image.size[::-1])
             with weights:
                 video = validation_video(
                     components,
                     unet,
                     config.validation,
                     validation_image,
-                    height=config.data.height,
-                    width=config.data.width,
-                    num_frames=config.validation.num_frames or config.model.num_frames,
+                    height=bucket.height,
+                    width=bucket.width,
+                    num_frames=config.validation.num_frames or bucket.num_frames,
                     device=device,
                 )
-            path = run_dir / "validation" / f"step-{step:08d}.mp4"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            write_mp4(video, path, config.validation.fps)
+            if master:
+                path = run_dir / "validation" / f"step-{step:08d}.mp4"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                write_mp4(video, path, config.validation.fps)
 
-        # Checkpoint: every rank's RNG and data position gathered, rank 0 writes.
+        # Checkpoint: every rank's RNG and data position gathered, full tensors of sharded ones, rank 0 writes.
         if step % cfg.checkpoint_every == 0 or step == cfg.max_steps:
+            weights = gathered(named_trainable)
+            averaged = gathered(ema.state_dict()) if ema is not None else None
+            optimizer_state, groups = optimizer_tensors(optimizer)
+            optimizer_state = gathered(optimizer_state)
             rng_tensors, rng_plain = rng_state(generator)
             mine = {
                 "rng": rng_plain,
                 "data_position": batches.position,
+                "waiting": batches.waiting(),
                 "counts": dict(batches.counts),
                 "shards": urls,
             }
@@ -299,9 +344,9 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False) -> 
                 result.checkpoint = save_checkpoint(
                     run_dir,
                     step,
-                    trainable={n: p for n, p in named_trainable.items()},
-                    ema=ema.state_dict() if ema is not None else None,
-                    optimizer=optimizer,
+                    trainable=weights,
+                    ema=averaged,
+                    optimizer=(optimizer_state, groups),
                     state={
                         "scheduler": scheduler.state_dict(),
                         "ema_updates": ema.updates if ema else 0,
@@ -316,9 +361,11 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False) -> 
 
     # 7. Export in diffusers layout, with the EMA weights when kept.
     result.step, result.counts = step, dict(batches.counts)
+    if sharded:  # every rank: the full weights to rank 0, into a plain (unsharded) UNet
+        unet = unsharded(unet, gathered(ema.state_dict()) if ema is not None else None)
+    elif ema is not None:
+        ema.copy_to(unet)
     if master:
-        if ema is not None:
-            ema.copy_to(unet)
         result.final = export(
             components,
             unet,
@@ -381,10 +428,12 @@ def _validation_image(config: TrainConfig, run_dir: Path) -> PIL.Image.Image | N
     return PIL.Image.open(saved).convert("RGB") if saved.is_file() else None
 
 
-def _first_frame_as_validation_image(frame: torch.Tensor, run_dir: Path) -> PIL.Image.Image:
-    """The first training frame, kept as the fixed validation conditioning (saved, so a resumed run reuses it)."""
+def _first_frame_as_validation_image(frame: torch.Tensor, run_dir: Path | None) -> PIL.Image.Image:
+    """The first training frame, kept as the fixed validation conditioning (saved in `run_dir`, so a resumed run
+    reuses it; sharded, the other ranks keep their own first frame in memory: only rank 0's video is written)."""
     pixels = ((frame.float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
     image = PIL.Image.fromarray(pixels)
-    (run_dir / "validation").mkdir(parents=True, exist_ok=True)
-    image.save(run_dir / "validation" / "condition.png")
+    if run_dir is not None:
+        (run_dir / "validation").mkdir(parents=True, exist_ok=True)
+        image.save(run_dir / "validation" / "condition.png")
     return image
