@@ -54,3 +54,13 @@ def sd():
     from tiny_models import sd_unet
 
     return sd_unet("sd2")
+
+
+@pytest.fixture(scope="module")
+def square_shards_glob(tmp_path_factory) -> str:
+    """Four clips of moving squares in one shard (`tiny_shards.square_shards`): a `data.shards` glob."""
+    from tiny_shards import square_shards
+
+    folder = tmp_path_factory.mktemp("shards")
+    square_shards(folder, count=4, per_shard=4)
+    return str(folder / "*.tar")

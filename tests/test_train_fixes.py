@@ -14,7 +14,6 @@ from diffusers import UNet2DConditionModel, UNetSpatioTemporalConditionModel
 from safetensors.torch import load_file
 from tiny_generate import save_tiny_svd
 from tiny_models import SD15_SCHEDULER
-from tiny_shards import square_shards
 from tiny_train import TINY, tiny_config, tiny_parts
 
 import svd.train.loop
@@ -27,10 +26,8 @@ QUICK = ("train.max_steps=2", "validation.every=0", "data.num_workers=0", "train
 
 
 @pytest.fixture(scope="module")
-def shards(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("shards")
-    square_shards(folder, count=4, per_shard=4)
-    return str(folder / "*.tar")
+def shards(square_shards_glob):
+    return square_shards_glob
 
 
 def test_an_svd_inflate_folder_is_a_base_and_keeps_the_parameterisation_it_records(shards, tmp_path):

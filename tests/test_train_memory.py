@@ -6,7 +6,6 @@ FSDP is tested under torchrun in test_train_ddp.py; peak memory at full size is 
 import pytest
 import torch
 from safetensors.torch import load_file
-from tiny_shards import square_shards
 from tiny_train import tiny_config
 
 from svd.train.loop import train
@@ -14,10 +13,8 @@ from svd.train.memory import use_tf32
 
 
 @pytest.fixture(scope="module")
-def shards(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("shards")
-    square_shards(folder, count=4, per_shard=4)
-    return str(folder / "*.tar")
+def shards(square_shards_glob):
+    return square_shards_glob
 
 
 def test_8bit_adamw_keeps_8bit_states_and_resumes_exactly(shards, tmp_path):

@@ -50,3 +50,15 @@ def tiny_parts(folder: Path) -> tuple[Path, Path]:
     CLIPVisionModelWithProjection(vision).save_pretrained(parts / "image_encoder")
     CLIPImageProcessor(crop_size=vision.image_size, size=vision.image_size).save_pretrained(parts / "feature_extractor")
     return sd, parts
+
+
+def assert_same_checkpoints(first: Path, second: Path, step: int) -> None:
+    """The trainable weights, EMA and optimizer state of two runs' step-`step` checkpoints agree (to 1e-5)."""
+    from safetensors.torch import load_file
+
+    for name in ("trainable", "ema", "optimizer"):
+        a = load_file(first / "checkpoints" / f"step-{step:08d}" / f"{name}.safetensors")
+        b = load_file(second / "checkpoints" / f"step-{step:08d}" / f"{name}.safetensors")
+        assert a.keys() == b.keys()
+        for key in a:
+            torch.testing.assert_close(b[key], a[key], rtol=1e-5, atol=1e-6)
