@@ -72,8 +72,10 @@ def test_tiny_suite_runs_every_part_with_finite_positive_figures(tmp_path):
     assert [row["impl"] for row in generate] == ["diffusers", "ours", "ours --low-memory"]
     assert all(positive(row["speedup_vs_diffusers"]) for row in generate[1:])
     train = report["parts"]["train"]["rows"]
-    assert {(row["policy"], row["checkpointing"]) for row in train} == {
-        (policy, checkpointing) for policy in ("temporal", "all") for checkpointing in (False, True)
+    assert {(row["policy"], row["optimizer"], row["checkpointing"]) for row in train} == {
+        *((policy, "adamw", checkpointing) for policy in ("temporal", "all") for checkpointing in (False, True)),
+        ("lora", "adamw", True),  # issue 18's memory cases
+        ("all", "adamw8bit", True),
     }
     assert all(row["status"] == "ok" for row in train)
     for name in PARTS:  # one progress line when a part starts, one with its figures when it ends

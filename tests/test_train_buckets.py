@@ -78,16 +78,16 @@ def test_training_with_buckets_resumes_exactly_and_validates_in_the_images_bucke
         "train.batch_size=2",
         "train.checkpoint_every=2",
         "data.num_workers=2",
-        "validation.every=4",
+        "validation.every=6",
         "validation.num_inference_steps=1",
         f"validation.image={portrait}",
     )
-    straight = train(config(shards, "train.max_steps=4", *settings), tmp_path / "straight")
-    first = train(config(shards, "train.max_steps=2", *settings), tmp_path / "resumed")
+    straight = train(config(shards, "train.max_steps=6", *settings), tmp_path / "straight")
+    first = train(config(shards, "train.max_steps=4", *settings), tmp_path / "resumed")
     state = json.loads((first.checkpoint / "state.json").read_text())
     assert state["ranks"][0]["waiting"]  # the checkpoint came with examples waiting in unfinished batches
-    second = train(config(shards, "train.max_steps=4", *settings), tmp_path / "resumed", resume=True)
+    second = train(config(shards, "train.max_steps=6", *settings), tmp_path / "resumed", resume=True)
     assert {**first.losses, **second.losses} == pytest.approx(straight.losses, rel=1e-5, abs=1e-7)
-    with av.open(str(tmp_path / "straight" / "validation" / "step-00000004.mp4")) as video:
+    with av.open(str(tmp_path / "straight" / "validation" / "step-00000006.mp4")) as video:
         stream = video.streams.video[0]
         assert (stream.height, stream.width) == (32, 16)
