@@ -7,7 +7,8 @@ import torch
 from diffusers import EulerDiscreteScheduler
 from tiny_models import SD15_SCHEDULER, SD21_SCHEDULER, SVD_SCHEDULER
 
-from svd.generate.sampler import Schedule, denoise, guidance_scales
+from svd.generate.denoiser import denoise, guidance_scales
+from svd.generate.schedule import Schedule
 from svd.model.parameterisation import Backbone
 
 

@@ -1,8 +1,8 @@
 """What a generation run asks for: how the model is loaded (`LoadOptions`) and how videos are sampled (`SampleSettings`).
 
-The defaults are the conventions of diffusers' `StableVideoDiffusionPipeline` and Stability's
-`simple_video_sample.py`: 25 steps, fps 7 (given to the model as fps - 1), motion bucket 127, noise
-augmentation 0.02, guidance 1.0 -> 3.0 across frames, 576x1024. Each field is declared once, here: `svd generate`
+The defaults are those of diffusers' `StableVideoDiffusionPipeline`: 25 steps, fps 7 (given to the model as
+fps - 1), motion bucket 127, noise augmentation 0.02, guidance 1.0 -> 3.0 across frames, 576x1024. Stability's own
+`simple_video_sample.py` differs in steps and guidance: `PRESETS` names its settings (`--preset sgm-xt`). Each field is declared once, here: `svd generate`
 takes its options' defaults, and its help texts (a field's `metadata["help"]`), from these classes, so this module
 imports no torch until a method needs it (the command line's help stays fast).
 """
@@ -17,7 +17,18 @@ from typing import TYPE_CHECKING, Literal
 if TYPE_CHECKING:
     import torch
 
-    from svd.generate.sampler import CFGMode
+    from svd.generate.denoiser import CFGMode
+
+SamplerName = Literal["euler", "heun", "dpmpp_2m", "ddim"]
+SAMPLER_NAMES: tuple[SamplerName, ...] = ("euler", "heun", "dpmpp_2m", "ddim")
+
+# Named settings, over the defaults (diffusers' StableVideoDiffusionPipeline's: 25 steps, guidance 1.0 -> 3.0).
+# Stability's scripts/sampling/simple_video_sample.py with configs/inference/svd.yaml and svd_xt.yaml:
+PRESETS: dict[str, dict[str, float | int]] = {
+    "diffusers": {},
+    "sgm-svd": {"steps": 25, "min_guidance": 1.0, "max_guidance": 2.5},  # the 14-frame img2vid model
+    "sgm-xt": {"steps": 30, "min_guidance": 1.5, "max_guidance": 3.0},  # the 25-frame img2vid-xt model
+}
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +89,14 @@ class SampleSettings:
     decode_chunk_size: int | None = _setting(
         None, "Frames the VAE decodes at once (default: all; fewer use less memory, with slightly less smooth motion)."
     )
+    sampler: SamplerName = _setting("euler", "Sampler: euler, heun (2 UNet calls a step), dpmpp_2m or ddim.")
+    s_churn: float = _setting(0.0, "Euler only: sgm's s_churn, noise re-added at each step (0: deterministic).")
+    guidance_scale: float = _setting(7.5, "Text-to-video: guidance scale of every frame (image-to-video: min/max).")
+    strength: float = _setting(
+        0.8, "With --init-video: how far it is noised (0 keeps it, 1 is a plain run); runs int(steps x strength) steps."
+    )
+    segments: int = _setting(1, "Image-to-video: extend the video by this many segments in all, each from the last.")
+    overlap: int = _setting(1, "Frames shared by neighbouring segments, cross-faded at the join.")
     cfg: CFGMode = "batched"
 
     def check(self) -> None:
@@ -95,6 +114,16 @@ class SampleSettings:
             raise ValueError(f"noise_aug_strength {self.noise_aug_strength}: must not be negative")
         if self.min_guidance > self.max_guidance:
             raise ValueError(f"min_guidance {self.min_guidance} is above max_guidance {self.max_guidance}")
+        if self.sampler not in SAMPLER_NAMES:
+            raise ValueError(f"sampler {self.sampler!r}: choose one of {', '.join(SAMPLER_NAMES)}")
+        if self.s_churn < 0 or (self.s_churn > 0 and self.sampler != "euler"):
+            raise ValueError(f"s_churn {self.s_churn}: must be at least 0, and is a setting of the euler sampler only")
+        if not 0 <= self.strength <= 1:
+            raise ValueError(f"strength {self.strength}: must be between 0 and 1")
+        if self.segments < 1 or self.overlap < 1:
+            raise ValueError(f"segments {self.segments}, overlap {self.overlap}: each must be at least 1")
+        if self.num_frames is not None and self.segments > 1 and self.overlap >= self.num_frames:
+            raise ValueError(f"overlap {self.overlap}: must be below the {self.num_frames} frames of a segment")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

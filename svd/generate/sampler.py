@@ -1,150 +1,168 @@
-"""Euler sampling of an SVD-layout UNet: SVD's EDM sampler, or the discrete schedule of a frozen SD backbone.
+"""Samplers: Euler (with sgm's churn), Heun, DPM++ 2M and DDIM, on x = x0 + sigma * n.
 
-The noise levels come from the checkpoint's scheduler config (`scheduler/scheduler_config.json`) through
-diffusers' `EulerDiscreteScheduler.set_timesteps`, so they are exactly what `StableVideoDiffusionPipeline` uses:
-for SVD checkpoints, EDM's Karras schedule (sigma_min 0.002, sigma_max 700, rho 7, then 0) with the continuous
-timestep c_noise = 0.25 ln sigma (`edm`); for a model trained from a frozen SD (`backbone`, what `svd train`
-exports for an inflated SD), SD's own discrete timesteps and prediction type. The loop itself is here:
+Each takes a denoiser D(x, sigma, timestep) -> clean latent (svd.generate.denoiser, or any function), the initial
+latents and a `Schedule`, and returns the final latents in the UNet's own scale (x / sqrt(sigma_last^2 + 1), which is
+x itself when the last level is 0). On the same model, seed and levels each gives what the matching diffusers
+scheduler gives (tests/test_generate_samplers.py):
 
-    D(x; sigma)  = uncond + g_f * (cond - uncond),  g_f linear over frames from min to max guidance (SVD)
-    x <- x + (x - D(x; sigma_i)) / sigma_i * (sigma_{i+1} - sigma_i)        (Euler, Karras et al. 2022, alg. 2 without churn)
+    euler     x <- x + (x - D(x; s_i)) / s_i * (s_{i+1} - s_i)                        EulerDiscreteScheduler
+              with churn (sgm's EulerEDMSampler, Karras et al. 2022 alg. 2): noise first raises s_i to
+              s_hat = s_i (1 + gamma), gamma = min(s_churn / steps, sqrt(2) - 1), and D is evaluated at s_hat
+    heun      Euler, then the average of the slopes at both ends; Euler on the step to 0   HeunDiscreteScheduler
+    dpmpp_2m  DPM-Solver++(2M) in the data prediction; first order on the first step,     DPMSolverMultistepScheduler
+              and the last step (to 0) is the denoised latent                             (EDMDPMSolverMultistepScheduler)
+    ddim      DDIM with eta 0: the Euler step on DDIM's levels                              DDIMScheduler
 
-Both guidance branches go through the UNet as one batch (unconditional first: zero image embedding and zero
-image latent, as the pipeline and generative-models do), or one after the other (`cfg="sequential"`, half
-the activation memory).
+Latents stay in the model's dtype between steps and each step is computed in float32, as diffusers' schedulers do.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Literal
+import math
+from collections.abc import Callable, Sequence
 
 import torch
-from diffusers import EulerDiscreteScheduler
 from torch import Tensor
 
+from svd.generate.options import SamplerName
+from svd.generate.schedule import Schedule
 from svd.model.parameterisation import EDM
 
-CFGMode = Literal["batched", "sequential"]
-_EDM = EDM()
+Denoiser = Callable[[Tensor, Tensor, Tensor], Tensor]  # (x, sigma, timestep) -> D(x; sigma), float32
+Callback = Callable[[int], None]  # called with each finished step's index
 
 
-@dataclass(frozen=True)
-class Schedule:
-    """Noise levels of one sampling run, read from a scheduler config."""
+class Sampler:
+    """One sampling method; called once per batch of videos."""
 
-    sigmas: Tensor  # (steps + 1,) float32 on the CPU, decreasing, the last one 0
-    timesteps: Tensor  # (steps,) float32: the UNet's timestep input at each step
-    init_noise_sigma: float  # the standard deviation of the initial latents
-    prediction_type: str  # what the UNet predicts: v_prediction, epsilon or sample
-    parameterisation: Literal["edm", "backbone"]
+    name: SamplerName
 
-    @classmethod
-    def from_scheduler(cls, scheduler: EulerDiscreteScheduler, steps: int) -> Schedule:
-        config = scheduler.config
-        if config.prediction_type not in ("v_prediction", "epsilon", "sample"):
-            raise ValueError(f"scheduler prediction_type {config.prediction_type!r} is not supported")
-        # A private copy: set_timesteps keeps state on the scheduler, which the caller may share.
-        scheduler = EulerDiscreteScheduler.from_config(config)
-        scheduler.set_timesteps(steps, device="cpu")
-        continuous = config.timestep_type == "continuous" and config.prediction_type == "v_prediction"
-        return cls(
-            sigmas=scheduler.sigmas.float().cpu(),
-            timesteps=scheduler.timesteps.float().cpu(),
-            init_noise_sigma=float(scheduler.init_noise_sigma),
-            prediction_type=config.prediction_type,
-            parameterisation="edm" if continuous else "backbone",
-        )
-
-
-def denoise(model_output: Tensor, x: Tensor, sigma: Tensor, prediction_type: str) -> Tensor:
-    """The clean latent the UNet's output implies at noise level `sigma`, with x in Euler's variable x0 + sigma n.
-
-    v-prediction is EDM's preconditioning (c_skip x + c_out F) for SVD and for a v-predicting SD backbone
-    alike: SD's noisy latent sqrt(abar) x0 + sqrt(1 - abar) n is c_in x with c_in = sqrt(abar) = 1 / sqrt(sigma^2 + 1).
-    """
-    if prediction_type == "v_prediction":
-        return _EDM.denoise(model_output, x, sigma.reshape(1).expand(x.shape[0]))
-    if prediction_type == "epsilon":
-        return x - sigma.to(x.dtype) * model_output
-    return model_output.to(x.dtype)
-
-
-def guidance_scales(min_scale: float, max_scale: float, num_frames: int) -> Tensor:
-    """(1, F, 1, 1, 1): SVD's guidance, linear from the first frame to the last."""
-    return torch.linspace(min_scale, max_scale, num_frames).reshape(1, num_frames, 1, 1, 1)
-
-
-class EulerSampler:
-    """Denoises (batch, frames, C, h, w) latents with an SVD-layout UNet; called once per batch of videos."""
-
-    def __init__(self, schedule: Schedule, *, cfg: CFGMode = "batched") -> None:
-        self.schedule = schedule
-        self.cfg = cfg
-
-    @torch.no_grad()
     def __call__(
         self,
-        unet,
+        denoiser: Denoiser,
         latents: Tensor,
+        schedule: Schedule,
         *,
-        image_embeddings: Tensor,
-        condition_latents: Tensor,
-        added_time_ids: Tensor,
-        min_guidance: float = 1.0,
-        max_guidance: float = 3.0,
-        callback: Callable[[int], None] | None = None,
+        generators: Sequence[torch.Generator] = (),
+        callback: Callback | None = None,
     ) -> Tensor:
-        """`latents` are the initial noise times `init_noise_sigma`; `image_embeddings` (B, 1, D),
-        `condition_latents` (B, C, h, w) and `added_time_ids` (B, 3) are the conditional branch's."""
-        batch, frames, channels = latents.shape[:3]
-        dtype, device = latents.dtype, latents.device
-        # As the pipeline: guidance only when some frame is guided above 1 (max_guidance > 1).
-        guided = max_guidance > 1
-        if guided:
-            embeddings = torch.cat([torch.zeros_like(image_embeddings), image_embeddings])
-            condition = torch.cat([torch.zeros_like(condition_latents), condition_latents])
-            time_ids = torch.cat([added_time_ids, added_time_ids])
-            scales = guidance_scales(min_guidance, max_guidance, frames).to(device, dtype)
-        else:
-            embeddings, condition, time_ids = image_embeddings, condition_latents, added_time_ids
-        # The UNet's input, (2B or B, F, 2C, h, w): the scaled latent in the first C channels, rewritten each
-        # step; the conditioning latent on every frame in the last C, written once.
-        shape = (condition.shape[0], frames, 2 * channels, *latents.shape[3:])
-        unet_input = torch.empty(shape, dtype=dtype, device=device)
-        unet_input[:, :, channels:] = condition.to(dtype).unsqueeze(1)
+        """`latents` (B, ...) at level sigmas[0]; `generators`, one per video, draw any noise the method adds."""
+        dtype = latents.dtype
+        x = self.sample(denoiser, latents, schedule, generators, callback or (lambda _: None))
+        return (x.float() * EDM.c_in(schedule.sigmas[-1])).to(dtype)
 
-        sigmas, timesteps = self.schedule.sigmas, self.schedule.timesteps
-        for i, timestep in enumerate(timesteps):
-            sigma = sigmas[i]
-            scaled = latents * EDM.c_in(sigma)  # x / sqrt(sigma^2 + 1), as the scheduler's scale_model_input
-            unet_input[:batch, :, :channels] = scaled
-            if guided:
-                unet_input[batch:, :, :channels] = scaled
-            t = timestep.to(device)
-            if guided and self.cfg == "sequential":
-                halves = [slice(0, batch), slice(batch, 2 * batch)]
-                unconditional, conditional = (
-                    unet(
-                        unet_input[h],
-                        t,
-                        encoder_hidden_states=embeddings[h],
-                        added_time_ids=time_ids[h],
-                        return_dict=False,
-                    )[0]
-                    for h in halves
-                )
+    def sample(self, denoiser, x, schedule, generators, callback) -> Tensor:
+        raise NotImplementedError
+
+
+class EulerSampler(Sampler):
+    """Euler; with `s_churn` > 0, sgm's stochastic Euler (churn between s_tmin and s_tmax, noise times s_noise)."""
+
+    name = "euler"
+
+    def __init__(self, s_churn: float = 0.0, s_noise: float = 1.0, s_tmin: float = 0.0, s_tmax: float = math.inf):
+        self.s_churn, self.s_noise, self.s_tmin, self.s_tmax = s_churn, s_noise, s_tmin, s_tmax
+
+    def sample(self, denoiser, x, schedule, generators, callback) -> Tensor:
+        sigmas, dtype = schedule.sigmas, x.dtype
+        gamma_max = min(self.s_churn / schedule.steps, 2**0.5 - 1) if self.s_churn > 0 else 0.0
+        for i in range(schedule.steps):
+            sigma, timestep = sigmas[i], schedule.timesteps[i]
+            gamma = gamma_max if self.s_tmin <= float(sigma) <= self.s_tmax else 0.0
+            if gamma > 0:
+                sigma_hat = sigma * (1 + gamma)
+                noise = _noise_like(x, generators) * self.s_noise
+                x = (x.float() + noise * (sigma_hat**2 - sigma**2).sqrt().to(x.device)).to(dtype)
+                sigma, timestep = sigma_hat, schedule.timestep(sigma_hat)
+            x = _euler_step(x, denoiser(x, sigma, timestep), sigma, sigmas[i + 1]).to(dtype)
+            callback(i)
+        return x
+
+
+class HeunSampler(Sampler):
+    """EDM's second-order sampler without churn (Karras et al. 2022, alg. 1): two evaluations a step, one on the last."""
+
+    name = "heun"
+
+    def sample(self, denoiser, x, schedule, generators, callback) -> Tensor:
+        sigmas, timesteps, dtype = schedule.sigmas, schedule.timesteps, x.dtype
+        for i in range(schedule.steps):
+            sigma, sigma_next = sigmas[i], sigmas[i + 1]
+            slope = (x.float() - denoiser(x, sigma, timesteps[i])) / sigma.to(x.device)
+            step = (sigma_next - sigma).to(x.device)
+            if i == schedule.steps - 1 or sigma_next == 0:
+                x = (x.float() + slope * step).to(dtype)
             else:
-                output = unet(
-                    unet_input, t, encoder_hidden_states=embeddings, added_time_ids=time_ids, return_dict=False
-                )[0]
-                unconditional, conditional = output.chunk(2) if guided else (None, output)
-            output = unconditional + scales * (conditional - unconditional) if guided else conditional
-            # The Euler step in float32, as diffusers' scheduler (the latents go back to the model's dtype).
-            x = latents.float()
-            denoised = denoise(output, x, sigma.to(device), self.schedule.prediction_type)
-            latents = (x + (x - denoised) / sigma.to(device) * (sigmas[i + 1] - sigma).to(device)).to(dtype)
-            if callback is not None:
+                predicted = (x.float() + slope * step).to(dtype)
+                denoised_next = denoiser(predicted, sigma_next, timesteps[i + 1])
+                slope_next = (predicted.float() - denoised_next) / sigma_next.to(x.device)
+                x = (x.float() + (slope + slope_next) / 2 * step).to(dtype)
+            callback(i)
+        return x
+
+
+class DPMPP2MSampler(Sampler):
+    """DPM-Solver++(2M) (Lu et al. 2022): multistep in lambda = -ln sigma, reusing the previous step's denoised latent."""
+
+    name = "dpmpp_2m"
+
+    def sample(self, denoiser, x, schedule, generators, callback) -> Tensor:
+        sigmas, dtype = schedule.sigmas, x.dtype
+        previous, previous_h = None, None
+        for i in range(schedule.steps):
+            sigma, sigma_next = sigmas[i], sigmas[i + 1]
+            denoised = denoiser(x, sigma, schedule.timesteps[i])
+            if sigma_next == 0:
+                x = denoised.to(dtype)
                 callback(i)
-        return latents
+                continue
+            h = float(sigma.log() - sigma_next.log())
+            if previous is None:
+                estimate = denoised
+            else:
+                r = previous_h / h
+                estimate = denoised + (denoised - previous) / (2 * r)
+            x = (float(sigma_next / sigma) * x.float() - math.expm1(-h) * estimate).to(dtype)
+            previous, previous_h = denoised, h
+            callback(i)
+        return x
+
+
+class DDIMSampler(Sampler):
+    """DDIM, eta 0 (Song et al. 2021): deterministic, first order; the schedule carries DDIM's levels."""
+
+    name = "ddim"
+
+    def sample(self, denoiser, x, schedule, generators, callback) -> Tensor:
+        sigmas, dtype = schedule.sigmas, x.dtype
+        for i in range(schedule.steps):
+            x = _euler_step(x, denoiser(x, sigmas[i], schedule.timesteps[i]), sigmas[i], sigmas[i + 1]).to(dtype)
+            callback(i)
+        return x
+
+
+SAMPLERS: dict[SamplerName, type[Sampler]] = {
+    cls.name: cls for cls in (EulerSampler, HeunSampler, DPMPP2MSampler, DDIMSampler)
+}
+
+
+def make_sampler(name: SamplerName, *, s_churn: float = 0.0) -> Sampler:
+    if name not in SAMPLERS:
+        raise ValueError(f"sampler {name!r}: choose one of {', '.join(SAMPLERS)}")
+    if s_churn and name != "euler":
+        raise ValueError(f"s_churn {s_churn}: churn is a setting of the euler sampler, not of {name}")
+    return EulerSampler(s_churn=s_churn) if name == "euler" else SAMPLERS[name]()
+
+
+def _euler_step(x: Tensor, denoised: Tensor, sigma: Tensor, sigma_next: Tensor) -> Tensor:
+    x = x.float()
+    return x + (x - denoised) / sigma.to(x.device) * (sigma_next - sigma).to(x.device)
+
+
+def _noise_like(x: Tensor, generators: Sequence[torch.Generator]) -> Tensor:
+    """Standard normal noise of x's shape, each video's from its own CPU generator (a video does not depend on its batch)."""
+    if len(generators) != x.shape[0]:
+        raise ValueError(
+            f"{len(generators)} generators for {x.shape[0]} videos: a stochastic sampler needs one per video"
+        )
+    return torch.cat([torch.randn((1, *x.shape[1:]), generator=g) for g in generators]).to(x.device)
