@@ -17,7 +17,7 @@ from pathlib import Path
 import click
 
 from svd import __version__
-from svd.generate.options import TORCH_DTYPES, LoadOptions, SampleSettings
+from svd.generate.options import PRESETS, SAMPLER_NAMES, TORCH_DTYPES, LoadOptions, SampleSettings
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -230,7 +230,22 @@ def sample_option(name: str, type: click.ParamType | None = None):
 
 
 @cli.command(context_settings=CONTEXT)
-@click.argument("images", nargs=-1, required=True, metavar="IMAGE...")
+@click.argument("images", nargs=-1, metavar="[IMAGE]...")
+@click.option(
+    "--prompt", metavar="TEXT", help="Text-to-video: one video of this prompt (--model: a text-to-video export)."
+)
+@click.option(
+    "--prompts", "prompts_file", metavar="FILE", help="Text-to-video: a text file of prompts, one video per line."
+)
+@click.option(
+    "--negative-prompt", default="", metavar="TEXT", help="Text-to-video: what guidance steers away from (default: '')."
+)
+@click.option(
+    "--init-video",
+    metavar="FILE",
+    help="Video-to-video: noise this video's first frames to --strength and denoise them again, conditioned on IMAGE "
+    "or on its first frame.",
+)
 @click.option(
     "-o",
     "--output",
@@ -256,6 +271,18 @@ def sample_option(name: str, type: click.ParamType | None = None):
 @sample_option("noise_aug_strength", click.FloatRange(min=0))
 @sample_option("min_guidance")
 @sample_option("max_guidance")
+@sample_option("guidance_scale")
+@sample_option("sampler", click.Choice(SAMPLER_NAMES))
+@sample_option("s_churn", click.FloatRange(min=0))
+@click.option(
+    "--preset",
+    type=click.Choice(list(PRESETS)),
+    help="Named steps and guidance: sgm-xt and sgm-svd are Stability's simple_video_sample.py settings for img2vid-xt "
+    "and img2vid (options given on the command line win); the defaults are diffusers'.",
+)
+@sample_option("strength", click.FloatRange(0, 1))
+@sample_option("segments", click.IntRange(min=1))
+@sample_option("overlap", click.IntRange(min=1))
 @click.option("--seed", type=int, help="Seed of the first image (image i gets seed + i); default: random, reported.")
 @sample_option("height", click.IntRange(min=1))
 @sample_option("width", click.IntRange(min=1))
@@ -297,6 +324,10 @@ def sample_option(name: str, type: click.ParamType | None = None):
 @common_options
 def generate(
     images,
+    prompt,
+    prompts_file,
+    negative_prompt,
+    init_video,
     output,
     model,
     kind,
@@ -307,6 +338,13 @@ def generate(
     noise_aug_strength,
     min_guidance,
     max_guidance,
+    guidance_scale,
+    sampler,
+    s_churn,
+    preset,
+    strength,
+    segments,
+    overlap,
     seed,
     height,
     width,
@@ -323,17 +361,21 @@ def generate(
     verbose,
     quiet,
 ) -> None:
-    """Turn still images into short videos with a Stable Video Diffusion model.
+    """Turn still images (or prompts, or a video) into videos with a Stable Video Diffusion model.
 
     IMAGE is an image file or a folder of images. The conditioning image, as the model saw it, is saved beside
     each video as NAME.condition.png. Frames equal those of diffusers' StableVideoDiffusionPipeline for the same
-    model, seed and settings.
+    model, seed and settings (and of its matching scheduler for each --sampler).
 
     \b
     svd generate cat.jpg                          cat.mp4, 25 frames at 576x1024 with img2vid-xt
     svd generate photos/ -o videos --format gif   videos/NAME.gif for every image in photos/
     svd generate cat.jpg --model run/final --num-frames 14 --low-memory -o cat.gif
     svd generate cat.jpg --lora run/final/lora --lora-scale 0.8   img2vid-xt with a trained LoRA adapter
+    svd generate cat.jpg --sampler dpmpp_2m --steps 15 --preset sgm-xt
+    svd generate cat.jpg --segments 4 --json      one 97-frame video (4 x 25 - 3), each segment's seed in the JSON
+    svd generate --init-video walk.mp4 --strength 0.6 -o restyled.mp4
+    svd generate --prompt "a red car at sunset" --model t2v-run/final --guidance-scale 7.5
     """
     setup_logging(verbose, quiet)
     import json
@@ -341,7 +383,7 @@ def generate(
     import torch
 
     from svd.generate.options import low_memory as low_memory_preset
-    from svd.generate.run import GenerateInputError
+    from svd.generate.run import GenerateInputError, read_prompts
     from svd.generate.run import generate as run_generation
     from svd.model.loading import ModelSourceError
     from svd.model.lora import AdapterError
@@ -357,15 +399,31 @@ def generate(
         noise_aug_strength=noise_aug_strength,
         min_guidance=min_guidance,
         max_guidance=max_guidance,
+        guidance_scale=guidance_scale,
+        sampler=sampler,
+        s_churn=s_churn,
+        strength=strength,
+        segments=segments,
+        overlap=overlap,
         height=height,
         width=width,
         decode_chunk_size=decode_chunk_size,
     )
+    context = click.get_current_context()
+    for name, value in PRESETS[preset or "diffusers"].items():
+        if context.get_parameter_source(name) == click.core.ParameterSource.DEFAULT:
+            setattr(settings, name, value)
     if low_memory:
         low_memory_preset(load, settings, decode_chunk_size_given=decode_chunk_size is not None)
     try:
+        if prompt is not None and prompts_file is not None:
+            raise GenerateInputError("give --prompt or --prompts, not both")
+        prompts = [prompt] if prompt is not None else read_prompts(prompts_file) if prompts_file else []
         summary = run_generation(
             images,
+            prompts=prompts,
+            negative_prompt=negative_prompt,
+            init_video=init_video,
             output=output,
             kind=kind,
             model=model,

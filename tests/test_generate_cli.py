@@ -46,8 +46,9 @@ def test_mp4_with_json_summary(model, tmp_path, image):
         {
             "image": str(tmp_path / "cat.png"),
             "output": str(tmp_path / "out" / "cat.mp4"),
-            "condition": str(tmp_path / "out" / "cat.condition.png"),
             "seed": 3,
+            "frames": FRAMES,
+            "condition": str(tmp_path / "out" / "cat.condition.png"),
         }
     ]
     assert {"load", "encode", "sample", "decode", "write", "total", "seconds_per_video"} <= set(summary["timings"])

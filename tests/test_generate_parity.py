@@ -104,3 +104,21 @@ def test_cpu_offload_and_fused_attention_keep_the_frames(pipeline):
         components(tiny_svd_pipeline()), LoadOptions(device="cpu", cpu_offload=True, fuse_qkv=True, channels_last=True)
     )([image], [5], settings).frames
     assert np.abs(plain - fast).max() <= 1e-4
+
+
+def test_fused_attention_runs_on_fused_weights():
+    """The fusion is real: every attention layer has its fused projection and runs on it (the unfused key and value
+    weights, zeroed, change nothing), with the frames of the unfused model."""
+    from diffusers.models.attention_processor import Attention, FusedAttnProcessor2_0
+
+    settings = SampleSettings(steps=2, height=32, width=32)
+    image = random_image()
+    plain = VideoGenerator(components(tiny_svd_pipeline()), LoadOptions(device="cpu"))([image], [5], settings).frames
+    fused = VideoGenerator(components(tiny_svd_pipeline()), LoadOptions(device="cpu", fuse_qkv=True))
+    layers = [module for module in fused.unet.modules() if isinstance(module, Attention)]
+    assert layers and all(isinstance(layer.processor, FusedAttnProcessor2_0) for layer in layers)
+    assert all(hasattr(layer, "to_qkv") or hasattr(layer, "to_kv") for layer in layers)
+    for layer in layers:
+        layer.to_k.weight.data.zero_()
+        layer.to_v.weight.data.zero_()
+    assert np.abs(fused([image], [5], settings).frames - plain).max() <= 1e-4

@@ -52,8 +52,8 @@ class ModelRunner:
         self.unet, self.vae, self.scheduler = unet, vae, scheduler
         check_added_time_ids(self.unet)
         self.modules = [self.unet, self.vae, *encoders]
-        for module in self.modules:
-            module.requires_grad_(False).eval()
+        for module in self.modules:  # (sampling runs under no_grad: requires_grad is left as it is, for validation)
+            module.eval()
             if module.dtype != self.dtype:
                 module.to(self.dtype)
         if self.options.lora:
@@ -127,6 +127,20 @@ class ModelRunner:
             tqdm(total=schedule.steps, disable=not progress, desc="steps", leave=False) as bar,
         ):
             return sampler(denoiser, latents, schedule, generators=generators, callback=lambda _: bar.update())
+
+    def _decode(self, latents: torch.Tensor, chunk_size: int) -> np.ndarray:
+        """(F, C, h, w) latents -> (F, H, W, 3) float32 frames in [0, 1], on the CPU, `chunk_size` frames at a time."""
+        latents = latents / self.vae.config.scaling_factor
+        frames = []
+        for start in range(0, latents.shape[0], chunk_size):
+            chunk = latents[start : start + chunk_size].to(self.device, self.vae.decoder.conv_in.weight.dtype)
+            pixels = self._vae_decode(chunk).float()
+            frames.append((pixels / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).cpu())
+        return torch.cat(frames).numpy()
+
+    def _vae_decode(self, chunk: torch.Tensor) -> torch.Tensor:
+        """(n, C, h, w) unscaled latents -> (n, 3, H, W) pixels in [-1, 1]."""
+        raise NotImplementedError
 
     @contextmanager
     def _running(self, module: torch.nn.Module) -> Iterator[None]:
@@ -277,15 +291,8 @@ class VideoGenerator(ModelRunner):
             latents.append(moments.mode() * self.vae.config.scaling_factor)
         return torch.cat(latents).to(self.device, self.dtype)
 
-    def _decode(self, latents: torch.Tensor, chunk_size: int) -> np.ndarray:
-        """(F, C, h, w) latents -> (F, H, W, 3) float32 frames in [0, 1], on the CPU."""
-        latents = latents / self.vae.config.scaling_factor
-        frames = []
-        for start in range(0, latents.shape[0], chunk_size):
-            chunk = latents[start : start + chunk_size].to(self.device, self.vae.decoder.conv_in.weight.dtype)
-            pixels = self.vae.decode(chunk, num_frames=chunk.shape[0]).sample.float()
-            frames.append((pixels / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).cpu())
-        return torch.cat(frames).numpy()
+    def _vae_decode(self, chunk: torch.Tensor) -> torch.Tensor:
+        return self.vae.decode(chunk, num_frames=chunk.shape[0]).sample
 
 
 def size_multiple(unet_config, vae_config) -> int:

@@ -95,7 +95,9 @@ class SampleSettings:
     strength: float = _setting(
         0.8, "With --init-video: how far it is noised (0 keeps it, 1 is a plain run); runs int(steps x strength) steps."
     )
-    segments: int = _setting(1, "Image-to-video: extend the video by this many segments in all, each from the last.")
+    segments: int = _setting(
+        1, "Image-to-video: this many segments in all, each conditioned on the last frame of the one before."
+    )
     overlap: int = _setting(1, "Frames shared by neighbouring segments, cross-faded at the join.")
     cfg: CFGMode = "batched"
 

@@ -9,16 +9,20 @@ from __future__ import annotations
 import json
 import logging
 import random
+import re
 import time
+import unicodedata
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import PIL.Image
 import torch
 
+from curation.video_io import VideoError, decode_frames, probe
 from svd.generate.options import LoadOptions, SampleSettings
 from svd.generate.output import (
     SUFFIXES,
@@ -30,7 +34,8 @@ from svd.generate.output import (
     write_image,
     write_video,
 )
-from svd.model.loading import SVD_DEFAULT, ModelSourceError
+from svd.generate.segments import SegmentedVideos, extend
+from svd.model.loading import SVD_DEFAULT, ModelSourceError, is_text_to_video, load_text_to_video
 from svd.model.lora import AdapterError, check_adapter_folder
 
 log = logging.getLogger(__name__)
@@ -44,9 +49,10 @@ class GenerateInputError(ValueError):
 
 @dataclass
 class Job:
-    image: Path
+    image: Path | None  # None: text-to-video, or video-to-video conditioned on the input's first frame
     output: Path
     seed: int
+    prompt: str | None = None  # text-to-video
 
     @property
     def condition(self) -> Path:
@@ -115,6 +121,67 @@ def plan(inputs: Sequence[str], output: str | None, kind: OutputKind | None, see
     return [Job(image, target, seed + index) for index, (image, target) in enumerate(zip(images, outputs, strict=True))]
 
 
+def plan_prompts(prompts: Sequence[str], output: str | None, kind: OutputKind | None, seed: int) -> list[Job]:
+    """One job per prompt. One prompt: `-o` is its output (default: the prompt's first words).mp4. Several: `-o` is a
+    folder (default: here) receiving NNNN-WORDS.mp4 / .gif / folder per prompt."""
+    suffix = SUFFIXES[kind or "mp4"]
+    try:
+        if len(prompts) == 1:
+            target = Path(output) if output else Path(prompt_name(prompts[0]) + suffix)
+            if kind is not None and output is not None and output_kind(target) != kind:
+                raise GenerateInputError(f"-o {output} is not a {kind} output, but --format {kind} was given")
+            outputs = [target]
+        else:
+            folder = Path(output) if output else Path(".")
+            if output is not None and folder.suffix.lower() in (".mp4", ".gif"):
+                raise GenerateInputError(f"-o {output}: with several prompts, -o names a folder (use --format)")
+            outputs = [folder / f"{index:04d}-{prompt_name(prompt)}{suffix}" for index, prompt in enumerate(prompts)]
+        for target in outputs:
+            check_writable(target)
+    except ValueError as error:
+        raise GenerateInputError(str(error)) from None
+    return [
+        Job(None, target, seed + index, prompt)
+        for index, (prompt, target) in enumerate(zip(prompts, outputs, strict=True))
+    ]
+
+
+def prompt_name(prompt: str) -> str:
+    """A file-name-safe stem from a prompt's first words: ASCII letters, digits, - and _, at most 40 characters."""
+    ascii_text = unicodedata.normalize("NFKD", prompt).encode("ascii", "ignore").decode()
+    return re.sub(r"[^A-Za-z0-9_-]+", "-", ascii_text.lower()).strip("-_")[:40].strip("-_") or "video"
+
+
+def read_prompts(path: str) -> list[str]:
+    """The non-empty lines of a text file, one prompt each."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise GenerateInputError(f"{path}: cannot be read as a UTF-8 text file of prompts ({error})") from None
+    prompts = [line.strip() for line in lines if line.strip()]
+    if not prompts:
+        raise GenerateInputError(f"{path}: holds no prompt (one per line)")
+    return prompts
+
+
+def read_init_video(path: Path, frames: int) -> np.ndarray:
+    """(F, H, W, 3) uint8: the video's first `frames` frames; GenerateInputError when it cannot give them."""
+    try:
+        decoded = decode_frames(path, range(frames))
+    except VideoError as error:
+        raise GenerateInputError(f"{path}: {error}; --init-video needs {frames} frames (see --num-frames)") from None
+    return np.stack([decoded[index] for index in range(frames)])
+
+
+def check_init_video(path: Path) -> None:
+    try:
+        probe(path)
+    except VideoError as error:
+        raise GenerateInputError(f"{path}: {error}") from None
+    except OSError as error:
+        raise GenerateInputError(f"{path}: cannot be read ({error.strerror or error})") from None
+
+
 def read_image(path: Path) -> PIL.Image.Image:
     """The image as RGB (alpha dropped), fully decoded; GenerateInputError when it cannot be read."""
     try:
@@ -147,25 +214,33 @@ def check_sizes(model: str | None, settings: SampleSettings) -> None:
         raise GenerateInputError(str(error)) from None
 
 
-def load_generator(model: str | None, options: LoadOptions):
-    """A `VideoGenerator` for `model` (default: the official img2vid-xt); ModelSourceError in one line."""
+def load_generator(model: str | None, options: LoadOptions, *, text: bool = False):
+    """A `VideoGenerator` for `model` (default: the official img2vid-xt), or with `text` a `TextVideoGenerator` for
+    a text-to-video export; ModelSourceError in one line."""
     from diffusers.utils import logging as diffusers_logging
     from transformers.utils import logging as transformers_logging
 
     from svd.generate.generator import VideoGenerator
+    from svd.generate.text_generator import TextVideoGenerator
 
     source = model or SVD_DEFAULT
-    path = Path(source)
-    if path.is_dir() and (path / "text_encoder").is_dir() and not (path / "image_encoder").is_dir():
+    if text and not is_text_to_video(source):
         raise ModelSourceError(
-            f"{source}: a text-to-video model (text_encoder/, no image_encoder/); svd generate makes video from an image"
+            f"{source}: not a text-to-video model (a `svd train` export with text_encoder/); --prompt needs one, "
+            "given with --model"
+        )
+    if not text and is_text_to_video(source):
+        raise ModelSourceError(
+            f"{source}: a text-to-video model (text_encoder/, no image_encoder/): give --prompt instead of images"
         )
     dtype = options.resolved_dtype()
     # Loading bars of local weights say nothing useful; hub downloads keep their own progress bars.
     diffusers_logging.disable_progress_bar()
     transformers_logging.disable_progress_bar()
+    if text:
+        return TextVideoGenerator(load_text_to_video(source, dtype=dtype), options)
     try:
-        parts = _load_parts(source, dtype, hub=not path.exists())
+        parts = _load_parts(source, dtype, hub=not Path(source).exists())
     except ModelSourceError as error:
         if model is None:
             raise ModelSourceError(
@@ -192,8 +267,11 @@ def _load_parts(source: str, dtype: torch.dtype, *, hub: bool):
 
 
 def generate(
-    inputs: Sequence[str],
+    inputs: Sequence[str] = (),
     *,
+    prompts: Sequence[str] = (),
+    negative_prompt: str = "",
+    init_video: str | None = None,
     output: str | None = None,
     kind: OutputKind | None = None,
     model: str | None = None,
@@ -204,8 +282,9 @@ def generate(
     progress: bool = False,
     on_video: Callable[[Job], None] | None = None,
 ) -> Summary:
-    """Generate one video per image; returns the summary (`--json`). Raises GenerateInputError or
-    ModelSourceError, before anything is written, for inputs, outputs, settings or models that cannot work."""
+    """Generate one video per image (or per prompt, for a text-to-video model; or from `init_video`, video-to-video);
+    returns the summary (`--json`). Raises GenerateInputError or ModelSourceError, before anything is written, for
+    inputs, outputs, settings or models that cannot work."""
     start = time.perf_counter()
     load, settings = load or LoadOptions(), settings or SampleSettings()
     if batch_size < 1:
@@ -221,7 +300,7 @@ def generate(
         raise GenerateInputError(f"device {load.device}: not a torch device (cpu, cuda, cuda:1...)") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise GenerateInputError(f"device {device}: no CUDA GPU is available here (use --device cpu)")
-    jobs = plan(inputs, output, kind, seed)
+    jobs = _plan(inputs, prompts, init_video, output, kind, seed, settings)
     check_sizes(model, settings)
     if load.lora:
         try:
@@ -229,11 +308,12 @@ def generate(
         except AdapterError as error:
             raise GenerateInputError(str(error)) from None
 
-    generator = load_generator(model, load)
+    generator = load_generator(model, load, text=bool(prompts))
     try:
         settings = generator.resolve(settings)
     except ValueError as error:
         raise GenerateInputError(str(error)) from None
+    init_frames = read_init_video(Path(init_video), settings.num_frames) if init_video else None
     device = generator.device
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -249,18 +329,36 @@ def generate(
 
     for first in range(0, len(jobs), batch_size):
         batch = jobs[first : first + batch_size]
-        videos = generator(
-            [read_image(job.image) for job in batch], [job.seed for job in batch], settings, progress=progress
-        )
+        seeds = [job.seed for job in batch]
+        segment_seeds = [[job.seed] for job in batch]
+        if prompts:
+            videos = generator(
+                [job.prompt for job in batch], seeds, settings, negative_prompt=negative_prompt, progress=progress
+            )
+        elif init_frames is not None:
+            image = read_image(batch[0].image) if batch[0].image else PIL.Image.fromarray(init_frames[0])
+            videos = generator([image], seeds, settings, init_videos=init_frames[None], progress=progress)
+        else:
+            images = [read_image(job.image) for job in batch]
+            videos = extend(generator, images, seeds, settings, progress=progress)
+            segment_seeds = videos.seeds
         for name, seconds in videos.timings.items():
             timings[name] += seconds
         began = time.perf_counter()
-        for job, frames, condition in zip(batch, videos.frames, videos.conditions, strict=True):
+        conditions = videos.segments[0].conditions if isinstance(videos, SegmentedVideos) else videos.conditions
+        for index, (job, frames) in enumerate(zip(batch, videos.frames, strict=True)):
             write_video(to_uint8(frames), job.output, settings.fps)
-            write_image(condition, job.condition)
-            summary.videos.append(
-                {"image": str(job.image), "output": str(job.output), "condition": str(job.condition), "seed": job.seed}
-            )
+            entry = {"output": str(job.output), "seed": job.seed, "frames": len(frames)}
+            if job.prompt is not None:
+                entry = {"prompt": job.prompt, **entry}
+            else:
+                write_image(conditions[index], job.condition)
+                entry = {"image": str(job.image) if job.image else None, **entry, "condition": str(job.condition)}
+            if init_video:
+                entry.update(init_video=init_video, steps_run=videos.steps_run)
+            if settings.segments > 1:
+                entry["segment_seeds"] = segment_seeds[index]
+            summary.videos.append(entry)
             if on_video is not None:
                 on_video(job)
         timings["write"] += time.perf_counter() - began
@@ -271,3 +369,42 @@ def generate(
     if device.type == "cuda":
         summary.peak_gpu_memory_bytes = torch.cuda.max_memory_allocated(device)
     return summary
+
+
+def _plan(
+    inputs: Sequence[str],
+    prompts: Sequence[str],
+    init_video: str | None,
+    output: str | None,
+    kind: OutputKind | None,
+    seed: int,
+    settings: SampleSettings,
+) -> list[Job]:
+    """The jobs of one of the three modes (images, prompts, video-to-video), refusing mixtures that mean nothing."""
+    if prompts:
+        if inputs or init_video:
+            raise GenerateInputError("--prompt makes video from text: give no IMAGE and no --init-video with it")
+        if settings.segments > 1:
+            raise GenerateInputError("--segments extends image-to-video only (each segment starts from an image)")
+        return plan_prompts(prompts, output, kind, seed)
+    if init_video:
+        video = Path(init_video)
+        check_init_video(video)
+        if len(inputs) > 1 or (inputs and not Path(inputs[0]).is_file()):
+            raise GenerateInputError(
+                "--init-video takes at most one IMAGE file to condition on (default: its first frame)"
+            )
+        if settings.segments > 1:
+            raise GenerateInputError("--segments and --init-video cannot be combined: video-to-video has one segment")
+        jobs = plan(inputs, output, kind, seed) if inputs else None
+        target = jobs[0].output if jobs else Path(output or f"{video.stem}-v2v{SUFFIXES[kind or 'mp4']}")
+        if target.resolve() == video.resolve():
+            raise GenerateInputError(f"-o {target}: is the --init-video itself; choose another output")
+        try:
+            check_writable(target)
+        except ValueError as error:
+            raise GenerateInputError(str(error)) from None
+        return [Job(jobs[0].image if jobs else None, target, seed)]
+    if not inputs:
+        raise GenerateInputError("nothing to generate from: give IMAGE files or folders, --prompt, or --init-video")
+    return plan(inputs, output, kind, seed)

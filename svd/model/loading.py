@@ -15,17 +15,19 @@ from typing import Any
 
 import torch
 from diffusers import (
+    AutoencoderKL,
     AutoencoderKLTemporalDecoder,
     DDPMScheduler,
     EulerDiscreteScheduler,
     UNet2DConditionModel,
     UNetSpatioTemporalConditionModel,
 )
-from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
+from transformers import CLIPImageProcessor, CLIPTextModel, CLIPTokenizer, CLIPVisionModelWithProjection
 
 SD_DEFAULT = "stabilityai/stable-diffusion-2-1"
 SVD_DEFAULT = "stabilityai/stable-video-diffusion-img2vid-xt"
 SVD_PARTS = ("unet", "vae", "image_encoder", "feature_extractor", "scheduler")
+TEXT_TO_VIDEO_PARTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
@@ -112,6 +114,43 @@ def load_svd(
         feature_extractor=_hub(
             lambda: CLIPImageProcessor.from_pretrained(source, subfolder="feature_extractor"), source
         ),
+        scheduler=_hub(lambda: EulerDiscreteScheduler.from_pretrained(source, subfolder="scheduler"), source),
+    )
+
+
+@dataclass
+class TextToVideoComponents:
+    """The parts of a `svd train` text-to-video export: an inflated SD with SD's VAE, text encoder and scheduler."""
+
+    unet: UNetSpatioTemporalConditionModel
+    vae: AutoencoderKL
+    text_encoder: CLIPTextModel
+    tokenizer: CLIPTokenizer
+    scheduler: EulerDiscreteScheduler
+
+
+def is_text_to_video(source: str | Path) -> bool:
+    """A folder with a text encoder and no image encoder: what `svd train` exports for model.conditioning text."""
+    path = Path(source)
+    return path.is_dir() and (path / "text_encoder").is_dir() and not (path / "image_encoder").is_dir()
+
+
+def load_text_to_video(source: str, *, dtype: torch.dtype | None = None) -> TextToVideoComponents:
+    """A text-to-video export folder (unet/, vae/, text_encoder/, tokenizer/, scheduler/), checked first."""
+    path = Path(source)
+    if not path.is_dir():
+        raise ModelSourceError(f"{source}: no such folder (a text-to-video model is a folder `svd train` exported)")
+    missing = [part for part in TEXT_TO_VIDEO_PARTS if not (path / part).is_dir()]
+    if missing:
+        raise ModelSourceError(
+            f"{source}: not a text-to-video export, it lacks {', '.join(part + '/' for part in missing)}"
+        )
+    _check_class(path / "unet" / "config.json", "UNetSpatioTemporalConditionModel", source)
+    return TextToVideoComponents(
+        unet=_from_pretrained(UNetSpatioTemporalConditionModel, source, "unet", dtype),
+        vae=_from_pretrained(AutoencoderKL, source, "vae", dtype),
+        text_encoder=_hub(lambda: CLIPTextModel.from_pretrained(source, subfolder="text_encoder", dtype=dtype), source),
+        tokenizer=_hub(lambda: CLIPTokenizer.from_pretrained(source, subfolder="tokenizer"), source),
         scheduler=_hub(lambda: EulerDiscreteScheduler.from_pretrained(source, subfolder="scheduler"), source),
     )
 

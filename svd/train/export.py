@@ -8,7 +8,7 @@ Text-to-video (an inflated SD trained on captions): diffusers has no pipeline th
 with text, so the folder holds the parts without a model_index.json: unet/ (UNetSpatioTemporalConditionModel),
 and the frozen SD vae/, text_encoder/, tokenizer/ plus scheduler/ (an EulerDiscreteScheduler with the SD
 backbone's timesteps and prediction type). Each loads with its class's `from_pretrained(final, subfolder=...)`;
-`svd.train.validation.text_to_video` shows the sampling loop.
+`svd generate --prompt` samples it (svd/generate/text_generator.py).
 
 Both carry `svd_train.json`: the conditioning, parameterisation, resolved model config and where the frozen
 parts came from.
