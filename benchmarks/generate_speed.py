@@ -3,8 +3,9 @@
 Full-size random weights built from the SVD-img2vid-xt configs below (never downloaded): the UNet, the temporal
 VAE, the ViT-H/14 CLIP image encoder and the scheduler. Both sides share the same weights, image, seed and
 settings (576x1024, 25 steps, fps 7, motion bucket 127, guidance 1 -> 3, every frame decoded at once), in one
-process: diffusers first, then ours (channels-last, fused QKV, batched CFG; `--compile` adds torch.compile),
-then ours with `--low-memory`. Each is warmed up with a 2-step run first.
+process: diffusers first, with the scheduler matching each sampler (`reference_scheduler`), then ours with each
+sampler (channels-last, fused QKV, batched CFG; `--compile` adds torch.compile), ours with `--low-memory`, and
+ours making a 4-segment video. Each is warmed up with a 2-step run first.
 
     python benchmarks/generate_speed.py                  # needs a GPU: 14 and 25 frames, fp16; JSON lines
     python benchmarks/generate_speed.py --dtype bf16 --compile
@@ -26,7 +27,10 @@ import PIL.Image
 import torch
 from diffusers import (
     AutoencoderKLTemporalDecoder,
+    DDIMScheduler,
+    EDMDPMSolverMultistepScheduler,
     EulerDiscreteScheduler,
+    HeunDiscreteScheduler,
     StableVideoDiffusionPipeline,
     UNetSpatioTemporalConditionModel,
 )
@@ -36,7 +40,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from model_params import SVD_XT_UNET  # noqa: E402
 
 from svd.generate.generator import VideoGenerator  # noqa: E402
-from svd.generate.options import LoadOptions, SampleSettings, low_memory  # noqa: E402
+from svd.generate.options import SAMPLER_NAMES, LoadOptions, SampleSettings, low_memory  # noqa: E402
+from svd.generate.segments import extend, total_frames  # noqa: E402
 from svd.model.loading import SVDComponents  # noqa: E402
 from svd.train.components import SVD_SCHEDULER  # noqa: E402
 
@@ -117,6 +122,18 @@ def measure(run, device: torch.device) -> tuple[float, float | None]:
     return time.perf_counter() - start, None
 
 
+def reference_scheduler(sampler: str):
+    """The diffusers scheduler a diffusers user would run SVD with for `sampler`. Heun and DDIM have no EDM version
+    in diffusers: HeunDiscreteScheduler and DDIMScheduler on SVD's config make as many UNet calls as ours (2n - 1 and
+    n) at other noise levels, which is what a timing needs."""
+    if sampler == "dpmpp_2m":
+        return EDMDPMSolverMultistepScheduler(
+            sigma_min=0.002, sigma_max=700.0, sigma_data=1.0, prediction_type="v_prediction"
+        )
+    cls = {"euler": EulerDiscreteScheduler, "heun": HeunDiscreteScheduler, "ddim": DDIMScheduler}[sampler]
+    return cls.from_config(SVD_SCHEDULER)
+
+
 def benchmark(
     *,
     tiny: bool,
@@ -125,9 +142,14 @@ def benchmark(
     dtype_name: str = "fp16",
     with_compile: bool = False,
     skip_diffusers: bool = False,
+    samplers: tuple[str, ...] = ("euler",),
+    low_memory_row: bool = True,
+    segments: int = 1,
 ) -> Iterator[dict]:
-    """One row per implementation and frame count, as each is measured: diffusers (unless skipped), ours,
-    ours with torch.compile (if `with_compile`), ours with `--low-memory`. Full size on the GPU, tiny on the CPU."""
+    """One row per implementation, sampler and frame count, as each is measured: diffusers with the matching
+    scheduler (unless skipped), ours; then for Euler ours with torch.compile (if `with_compile`) and ours with
+    `--low-memory` (if `low_memory_row`); and ours with `segments` segments when above 1. Full size on the GPU,
+    tiny on the CPU."""
     device = torch.device("cpu" if tiny else "cuda")
     dtype = torch.float32 if tiny else {"fp16": torch.float16, "bf16": torch.bfloat16}[dtype_name]
     height, width = (32, 32) if tiny else (576, 1024)
@@ -142,17 +164,18 @@ def benchmark(
         "steps": steps,
     }
 
-    def row(name: str, frames: int, seconds: float, peak: float | None) -> dict:
+    def row(name: str, sampler: str, frames: int, seconds: float, peak: float | None) -> dict:
         return {
             **header,
             "impl": name,
+            "sampler": sampler,
             "frames": frames,
             "seconds_per_video": round(seconds, 3),
             "peak_gib": None if peak is None else round(peak, 2),
             "frames_per_s": round(frames / seconds, 3),
         }
 
-    baseline: dict[int, float] = {}  # frames -> diffusers' seconds per video
+    baseline: dict[tuple[str, int], float] = {}  # (sampler, frames) -> diffusers' seconds per video
     # 1. diffusers, before ours changes the shared modules (fused QKV, channels-last, offload).
     if not skip_diffusers:
         pipeline = StableVideoDiffusionPipeline(
@@ -163,38 +186,52 @@ def benchmark(
             feature_extractor=parts.feature_extractor,
         ).to(device)
         pipeline.set_progress_bar_config(disable=True)
-        for frames in frames_list:
+        for sampler in samplers:
+            pipeline.scheduler = reference_scheduler(sampler)
+            for frames in frames_list:
 
-            def diffusers_run(n=steps, frames=frames):
-                generator = torch.Generator().manual_seed(0)
-                pipeline(image, height=height, width=width, num_frames=frames, num_inference_steps=n,
-                         generator=generator, output_type="np")  # fmt: skip
+                def diffusers_run(n=steps, frames=frames):
+                    generator = torch.Generator().manual_seed(0)
+                    pipeline(image, height=height, width=width, num_frames=frames, num_inference_steps=n,
+                             generator=generator, output_type="np")  # fmt: skip
 
-            diffusers_run(2)
-            seconds, peak = measure(diffusers_run, device)
-            baseline[frames] = seconds
-            yield row("diffusers", frames, seconds, peak)
+                diffusers_run(2)
+                seconds, peak = measure(diffusers_run, device)
+                baseline[sampler, frames] = seconds
+                yield row("diffusers", sampler, frames, seconds, peak)
         del pipeline
 
-    # 2. ours, default settings; 3. with torch.compile; 4. --low-memory.
-    variants = [("ours", LoadOptions(device=str(device)), SampleSettings())]
+    # 2. ours with each sampler; 3. with torch.compile; 4. --low-memory; 5. several segments.
+    variants = [
+        ("ours", sampler, LoadOptions(device=str(device)), SampleSettings(sampler=sampler)) for sampler in samplers
+    ]
     if with_compile:
-        variants.append(("ours+compile", LoadOptions(device=str(device), compile=True), SampleSettings()))
-    low_load, low_settings = LoadOptions(device=str(device)), SampleSettings()
-    low_memory(low_load, low_settings, decode_chunk_size_given=False)
-    variants.append(("ours --low-memory", low_load, low_settings))
-    for name, load, settings in variants:
-        generator = VideoGenerator(parts, load)
+        variants.append(("ours+compile", "euler", LoadOptions(device=str(device), compile=True), SampleSettings()))
+    if low_memory_row:
+        low_load, low_settings = LoadOptions(device=str(device)), SampleSettings()
+        low_memory(low_load, low_settings, decode_chunk_size_given=False)
+        variants.append(("ours --low-memory", "euler", low_load, low_settings))
+    if segments > 1:
+        variants.append(
+            (f"ours --segments {segments}", "euler", LoadOptions(device=str(device)), SampleSettings(segments=segments))
+        )
+    generators: dict[str, VideoGenerator] = {}
+    for name, sampler, load, settings in variants:
+        key = repr(load)
+        if key not in generators:  # one model per set of load options (the parts are shared: build once)
+            generators.clear()
+            generators[key] = VideoGenerator(parts, load)
+        generator = generators[key]
         for frames in frames_list:
             run_settings = SampleSettings(
                 **{**settings.to_dict(), "num_frames": frames, "steps": steps, "height": height, "width": width}
             )
-            warmup = SampleSettings(**{**run_settings.to_dict(), "steps": 2})
+            warmup = SampleSettings(**{**run_settings.to_dict(), "steps": 2, "segments": 1})
             generator([image], [0], warmup)
-            seconds, peak = measure(lambda g=generator, s=run_settings: g([image], [0], s), device)
-            result = row(name, frames, seconds, peak)
-            if frames in baseline:
-                result["speedup_vs_diffusers"] = round(baseline[frames] / seconds, 3)
+            seconds, peak = measure(lambda g=generator, s=run_settings: extend(g, [image], [0], s), device)
+            result = row(name, sampler, total_frames(frames, settings.segments, settings.overlap), seconds, peak)
+            if (sampler, frames) in baseline and settings.segments == 1:
+                result["speedup_vs_diffusers"] = round(baseline[sampler, frames] / seconds, 3)
             yield result
 
 
@@ -206,6 +243,8 @@ def main() -> None:
     parser.add_argument("--dtype", choices=["fp16", "bf16"], default="fp16")
     parser.add_argument("--compile", action="store_true", help="also time ours with torch.compile")
     parser.add_argument("--skip-diffusers", action="store_true")
+    parser.add_argument("--samplers", nargs="+", choices=SAMPLER_NAMES, default=list(SAMPLER_NAMES))
+    parser.add_argument("--segments", type=int, default=4, help="also time ours with this many segments (1: not)")
     args = parser.parse_args()
 
     if not args.tiny and not torch.cuda.is_available():
@@ -217,6 +256,8 @@ def main() -> None:
         dtype_name=args.dtype,
         with_compile=args.compile,
         skip_diffusers=args.skip_diffusers,
+        samplers=tuple(args.samplers),
+        segments=args.segments,
     )
     for row in rows:
         print(json.dumps(row), flush=True)

@@ -12,6 +12,8 @@ the others' time. The budgets add up to 9 minutes at most on one H100/H200. Part
   clip         open_clip ViT-L-14 + the aesthetic MLP, then caption embeddings + clip_score (score_speed.py)
   coca, vblip, llm   the three captioners at batch sizes 1, 8, 32 (caption_speed.py)
   transnetv2   TransNetV2 (the package's real weights, 30 MB, no download) scoring frames (curation/split/transnet.py)
+  generate-samplers  as generate, heun / dpmpp_2m / ddim next to diffusers' matching schedulers
+  generate-segments  ours only: a 4-segment video (4 x 14 frames, 53 in all)
   generate-25  as generate, 25 frames
 
 One line per part started and finished (with its figures) goes to stdout; every figure, the machine, the
@@ -70,7 +72,14 @@ def generate(settings: dict) -> Iterator[dict]:
     import generate_speed
 
     return generate_speed.benchmark(
-        tiny=settings["tiny"], frames_list=settings["frames"], steps=settings["steps"], dtype_name=settings["dtype"]
+        tiny=settings["tiny"],
+        frames_list=settings["frames"],
+        steps=settings["steps"],
+        dtype_name=settings["dtype"],
+        samplers=tuple(settings.get("samplers", ["euler"])),
+        low_memory_row=settings.get("low_memory", True),
+        segments=settings.get("segments", 1),
+        skip_diffusers=settings.get("skip_diffusers", False),
     )
 
 
@@ -173,12 +182,16 @@ def batch(row: dict) -> str:
 
 
 def generation_label(row: dict) -> str:
-    return f"{row['impl']} {row['frames']}f"
+    return f"{row['impl']} {row['sampler']} {row['frames']}f"
 
 
-def generation_part(name: str, description: str, budget: float, frames: int, tiny_frames: int) -> Part:
-    full = {"frames": [frames], "steps": 25, "dtype": "fp16"}
-    tiny = {"frames": [tiny_frames], "steps": 2, "dtype": "fp32"}
+def generation_part(
+    name: str, description: str, budget: float, frames: int, tiny_frames: int, **options: object
+) -> Part:
+    """`options`: samplers (list), low_memory (bool), segments (int), skip_diffusers (bool), for
+    generate_speed.benchmark."""
+    full = {"frames": [frames], "steps": 25, "dtype": "fp16", **options}
+    tiny = {"frames": [tiny_frames], "steps": 2, "dtype": "fp32", **options}
     return Part(name, description, budget, generate, full, tiny, GENERATION_FIGURES, generation_label)
 
 
@@ -246,6 +259,25 @@ PARTS: list[Part] = [
         {"frames": 100, "batch_windows": [2], "warm_up": False},
         ("frames_per_s",),
         lambda row: f"{row['batch_windows']} windows",
+    ),
+    generation_part(
+        "generate-samplers",
+        "as generate, for the heun, dpmpp_2m and ddim samplers next to diffusers' matching schedulers (no --low-memory)",
+        120,
+        frames=14,
+        tiny_frames=3,
+        samplers=["heun", "dpmpp_2m", "ddim"],
+        low_memory=False,
+    ),
+    generation_part(
+        "generate-segments",
+        "ours only: one video of 4 segments of 14 frames (53 frames), Euler",
+        60,
+        frames=14,
+        tiny_frames=3,
+        low_memory=False,
+        segments=4,
+        skip_diffusers=True,
     ),
     generation_part("generate-25", "as generate, 25 frames", 110, frames=25, tiny_frames=4),
 ]

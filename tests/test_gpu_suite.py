@@ -71,6 +71,12 @@ def test_tiny_suite_runs_every_part_with_finite_positive_figures(tmp_path):
     generate = report["parts"]["generate"]["rows"]
     assert [row["impl"] for row in generate] == ["diffusers", "ours", "ours --low-memory"]
     assert all(positive(row["speedup_vs_diffusers"]) for row in generate[1:])
+    samplers = report["parts"]["generate-samplers"]["rows"]
+    assert [(row["impl"], row["sampler"]) for row in samplers] == [
+        (impl, sampler) for impl in ("diffusers", "ours") for sampler in ("heun", "dpmpp_2m", "ddim")
+    ]
+    segments = report["parts"]["generate-segments"]["rows"]
+    assert [(row["impl"], row["frames"]) for row in segments] == [("ours", 3), ("ours --segments 4", 9)]
     train = report["parts"]["train"]["rows"]
     assert {(row["policy"], row["optimizer"], row["checkpointing"]) for row in train} == {
         *((policy, "adamw", checkpointing) for policy in ("temporal", "all") for checkpointing in (False, True)),

@@ -2,9 +2,10 @@
 
 The defaults are those of diffusers' `StableVideoDiffusionPipeline`: 25 steps, fps 7 (given to the model as
 fps - 1), motion bucket 127, noise augmentation 0.02, guidance 1.0 -> 3.0 across frames, 576x1024. Stability's own
-`simple_video_sample.py` differs in steps and guidance: `PRESETS` names its settings (`--preset sgm-xt`). Each field is declared once, here: `svd generate`
-takes its options' defaults, and its help texts (a field's `metadata["help"]`), from these classes, so this module
-imports no torch until a method needs it (the command line's help stays fast).
+`simple_video_sample.py` differs in steps and guidance: `PRESETS` names its settings (`--preset sgm-xt`).
+Each field is declared once, here: `svd generate` takes its options' defaults, and its help texts (a field's
+`metadata["help"]`), from these classes, so this module imports no torch until a method needs it (the command
+line's help stays fast).
 """
 
 from __future__ import annotations
