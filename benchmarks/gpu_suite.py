@@ -3,7 +3,7 @@
 Each part runs one benchmark script's own functions, at full size with random weights built in place (speed
 does not depend on weight values; nothing is downloaded), in its own process with a hard time budget: a part
 past its budget is killed (its figures so far are kept) and the next one starts, so one slow part cannot eat
-the others' time. The budgets add up to 9 minutes at most on one H100/H200. Parts run in the order of `PARTS`
+the others' time. The whole suite takes at most 9 minutes (TOTAL_BUDGET_S). Parts run in the order of `PARTS`
 (most wanted first):
 
   generate     `svd generate` vs diffusers' StableVideoDiffusionPipeline, 14 frames (generate_speed.py)

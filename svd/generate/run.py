@@ -92,9 +92,39 @@ def plan(inputs: Sequence[str], output: str | None, kind: OutputKind | None, see
             images.append(path)
         else:
             raise GenerateInputError(f"{item}: no such image file or folder")
+    single = len(inputs) == 1 and Path(inputs[0]).is_file()
+    outputs = output_paths([image.stem for image in images], output, kind, single=single, what="images")
+    seen: dict[Path, Path] = {}
+    for image, target in zip(images, outputs, strict=True):
+        if target in seen:
+            raise GenerateInputError(f"{seen[target]} and {image} would both write {target}")
+        seen[target] = image
+    for image in images:
+        read_image(image)
+    return [Job(image, target, seed + index) for index, (image, target) in enumerate(zip(images, outputs, strict=True))]
+
+
+def plan_prompts(prompts: Sequence[str], output: str | None, kind: OutputKind | None, seed: int) -> list[Job]:
+    """One job per prompt, as `plan`'s per image, named by the prompt's first words (NNNN-WORDS with several)."""
+    names = (
+        [prompt_name(prompts[0])] if len(prompts) == 1 else [f"{i:04d}-{prompt_name(p)}" for i, p in enumerate(prompts)]
+    )
+    outputs = output_paths(names, output, kind, single=len(prompts) == 1, what="prompts")
+    return [
+        Job(None, target, seed + index, prompt)
+        for index, (prompt, target) in enumerate(zip(prompts, outputs, strict=True))
+    ]
+
+
+def output_paths(
+    names: Sequence[str], output: str | None, kind: OutputKind | None, *, single: bool, what: str
+) -> list[Path]:
+    """Where each named video goes. `single`: `-o` is the output (default NAME.mp4 here); else `-o` is a folder
+    (default: here) receiving NAME.mp4 / NAME.gif / NAME/ each, as `--format` says. Checked writable, and distinct."""
+    suffix = SUFFIXES[kind or "mp4"]
     try:
-        if len(inputs) == 1 and Path(inputs[0]).is_file():
-            target = Path(output) if output else Path(images[0].stem + SUFFIXES[kind or "mp4"])
+        if single:
+            target = Path(output) if output else Path(names[0] + suffix)
             if kind is not None and output is not None and output_kind(target) != kind:
                 raise GenerateInputError(f"-o {output} is not a {kind} output, but --format {kind} was given")
             outputs = [target]
@@ -102,48 +132,16 @@ def plan(inputs: Sequence[str], output: str | None, kind: OutputKind | None, see
             folder = Path(output) if output else Path(".")
             if output is not None and folder.suffix.lower() in (".mp4", ".gif"):
                 raise GenerateInputError(
-                    f"-o {output}: with several images, -o names a folder (use --format for the type)"
+                    f"-o {output}: with several {what}, -o names a folder (use --format for the type)"
                 )
             if folder.exists() and not folder.is_dir():
                 raise GenerateInputError(f"-o {output}: exists and is not a folder")
-            outputs = [folder / (image.stem + SUFFIXES[kind or "mp4"]) for image in images]
-            seen: dict[Path, Path] = {}
-            for image, target in zip(images, outputs, strict=True):
-                if target in seen:
-                    raise GenerateInputError(f"{seen[target]} and {image} would both write {target}")
-                seen[target] = image
+            outputs = [folder / (name + suffix) for name in names]
         for target in outputs:
             check_writable(target)
     except ValueError as error:
         raise GenerateInputError(str(error)) from None
-    for image in images:
-        read_image(image)
-    return [Job(image, target, seed + index) for index, (image, target) in enumerate(zip(images, outputs, strict=True))]
-
-
-def plan_prompts(prompts: Sequence[str], output: str | None, kind: OutputKind | None, seed: int) -> list[Job]:
-    """One job per prompt. One prompt: `-o` is its output (default: the prompt's first words).mp4. Several: `-o` is a
-    folder (default: here) receiving NNNN-WORDS.mp4 / .gif / folder per prompt."""
-    suffix = SUFFIXES[kind or "mp4"]
-    try:
-        if len(prompts) == 1:
-            target = Path(output) if output else Path(prompt_name(prompts[0]) + suffix)
-            if kind is not None and output is not None and output_kind(target) != kind:
-                raise GenerateInputError(f"-o {output} is not a {kind} output, but --format {kind} was given")
-            outputs = [target]
-        else:
-            folder = Path(output) if output else Path(".")
-            if output is not None and folder.suffix.lower() in (".mp4", ".gif"):
-                raise GenerateInputError(f"-o {output}: with several prompts, -o names a folder (use --format)")
-            outputs = [folder / f"{index:04d}-{prompt_name(prompt)}{suffix}" for index, prompt in enumerate(prompts)]
-        for target in outputs:
-            check_writable(target)
-    except ValueError as error:
-        raise GenerateInputError(str(error)) from None
-    return [
-        Job(None, target, seed + index, prompt)
-        for index, (prompt, target) in enumerate(zip(prompts, outputs, strict=True))
-    ]
+    return outputs
 
 
 def prompt_name(prompt: str) -> str:
