@@ -18,10 +18,10 @@ import functools
 import json
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 import ray
@@ -35,8 +35,10 @@ from curation.errors import EndpointError, ModelLoadError
 from curation.filtering import thresholds_summary
 from curation.progress import track
 from curation.record import Stage
+from curation.run_lock import FolderLocked, run_lock
 from curation.split.fates import CLIP, FATE_COUNTS, FATES
 from curation.stages import cpus_needed, enabled_stages, reads_frames
+from curation.tiny_models import resolve_tiny
 from pipelines.copies import find_copies
 from pipelines.journal import InputResult, RunJournal
 from pipelines.layout import (
@@ -64,6 +66,7 @@ from pipelines.workers import WORKERS, file_rows
 
 log = logging.getLogger(__name__)
 
+SKIPPED_NAMED = 10  # skipped files named in the log line (all of them go to summary.json)
 VIDEO_SUFFIXES = {
     ".mp4",
     ".m4v",
@@ -101,16 +104,18 @@ class CurationResult:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
-def find_inputs(inputs: list[str]) -> list[str]:
+def find_inputs(inputs: list[str], skipped: list[str] | None = None) -> list[str]:
     """Expand INPUT arguments: files as given, folders recursively (video suffixes), .txt files as lists.
 
     Each may be a local path or a URL (`file://`, or any scheme fsspec has a filesystem for). Local
-    sources come back as absolute paths, URLs as URLs.
+    sources come back as absolute paths, URLs as URLs. The files of a folder that are not videos by their
+    suffix are logged in one line and appended to `skipped`, when given (`run_curation` counts them).
     """
     found: list[str] = []
+    others: list[str] = []
     for item in inputs:
         try:
-            in_folder = find_files(item, VIDEO_SUFFIXES)
+            in_folder = find_files(item, VIDEO_SUFFIXES, others)
             if in_folder is not None:
                 found += in_folder
                 continue
@@ -126,6 +131,12 @@ def find_inputs(inputs: list[str]) -> list[str]:
                 found.append(normalise(item))
         except LocationError as error:
             raise InputError(str(error)) from None
+    if others:
+        names = ", ".join(PurePosixPath(other).name for other in others[:SKIPPED_NAMED])
+        more = f" and {len(others) - SKIPPED_NAMED} more" if len(others) > SKIPPED_NAMED else ""
+        log.warning("%d file(s) skipped (not a video by suffix: %s%s)", len(others), names, more)
+        if skipped is not None:
+            skipped += [without_credentials(other) for other in others]
     unique = list(dict.fromkeys(found))
     if not unique:
         raise InputError(f"no video files found in {', '.join(inputs)}")
@@ -140,98 +151,104 @@ def run_curation(
     restart: bool = False,
     workers: Mapping[Stage, Callable] = WORKERS,
     use_ray: bool = True,
+    skipped: Sequence[str] = (),
 ) -> CurationResult:
     """Curate `inputs` into `output_dir` (a path or URL); a bad input becomes a line of errors.jsonl, never
-    a failed job.
+    a failed job. `skipped`: the files `find_inputs` passed over, counted in summary.json.
 
     `workers`: the function or class that runs each stage (`pipelines.workers.WORKERS`; a benchmark passes
     timed ones). `use_ray=False` runs the same stages one input after another in this process
     (`stream_results_here`), for benchmarks and debugging; the outputs are the same.
     """
     seconds: dict[str, float] = {}
-    with _timed(seconds, "preflight"):
-        # A model that cannot be loaded stops the run before any work. Their modules import torch and the
-        # model libraries (seconds): only for the stages that run.
-        if config.ocr.enabled:
-            from curation.scores import ocr
-
-            ocr.preflight(config.ocr)
-        if config.clip.enabled:
-            from curation.scores import openclip
-
-            openclip.preflight(config.clip)
-        captions.preflight(config.caption)
     try:
         output = Folder(str(output_dir))
     except LocationError as error:
         raise InputError(str(error)) from None
-    prepare_output(output, config, restart)
-    journal = RunJournal(output)
-    sources = [normalise(str(source)) for source in inputs]  # Ray workers may run in another folder
-    finished = journal.completed(sources)
-    if finished:
-        log.info("%s already holds the finished run of these inputs", output.url())
-        clips_per_input = [(entry.source, entry.clips) for entry in map(journal.load, sources)]
-        groups = plan_groups(clips_per_input, config.output.group_clips)
-        keep = config.output.clip_files
-        list(run_here(remove_clip_files, [(output.location, group, keep) for group in groups]))  # if cut short
-        counts = json.loads(output.read_text(SUMMARY_FILE))["counts"]
-        return CurationResult(counts["kept"], counts["failed_inputs"], counts, seconds)
-    if finished is False:
-        if config.output.clip_files != "all":
-            raise InputError(
-                f"{output.url()} holds the finished run of other inputs, whose kept clips now live only in its shards "
-                f"(output.clip_files={config.output.clip_files}): curate the new inputs into another OUT, or pass "
-                "--restart to start this one again"
-            )
-        journal.reopen()
-    pending = [source for source in sources if not journal.is_done(source)]
-    if len(pending) < len(sources):
-        log.info("resuming %s: %d of %d inputs already done", output.url(), len(sources) - len(pending), len(sources))
+    with locked(output):
+        with _timed(seconds, "preflight"):
+            # A model that cannot be loaded stops the run before any work. Their modules import torch and the
+            # model libraries (seconds): only for the stages that run. Tiny models are built here for the check (and
+            # for the workers on this machine); each worker resolves them on its own node.
+            checked = resolve_tiny(config)
+            if config.ocr.enabled:
+                from curation.scores import ocr
 
-    def stages_then_outputs(stream: Callable, run: Run) -> CurationResult:
-        """The pending inputs through the stages (`stream`: on Ray or here), each filed as it finishes; then
-        the output phase's tasks (`run`) over every input. Progress shows the videos done, their clips and each
-        stage's throughput; summary.json gets each stage's figures (`stage_stats.py`) for the pending inputs."""
-        stages = StageStats()
-        todo = pending
-        if todo and config.dedup.enabled and config.dedup.exact:
-            with _timed(seconds, "copies"):
-                todo = record_copies(sources, todo, journal, run)
-        if todo:
-            with _timed(seconds, "stages"):
-                results = track(
-                    stream(todo, output, config, workers, stages),
-                    len(todo),
-                    "curate",
-                    "videos",
-                    count=lambda result: result.clips,
-                    count_unit="clips",
-                    details=stages.describe,
+                ocr.preflight(config.ocr)
+            if config.clip.enabled:
+                from curation.scores import openclip
+
+                openclip.preflight(checked.clip)
+            captions.preflight(checked.caption)
+        prepare_output(output, config, restart)
+        journal = RunJournal(output)
+        sources = [normalise(str(source)) for source in inputs]  # Ray workers may run in another folder
+        finished = journal.completed(sources)
+        if finished:
+            log.info("%s already holds the finished run of these inputs", output.url())
+            clips_per_input = [(entry.source, entry.clips) for entry in map(journal.load, sources)]
+            groups = plan_groups(clips_per_input, config.output.group_clips)
+            keep = config.output.clip_files
+            list(run_here(remove_clip_files, [(output.location, group, keep) for group in groups]))  # if cut short
+            counts = json.loads(output.read_text(SUMMARY_FILE))["counts"]
+            return CurationResult(counts["kept"], counts["failed_inputs"], counts, seconds)
+        if finished is False:
+            if config.output.clip_files != "all":
+                raise InputError(
+                    f"{output.url()} holds the finished run of other inputs, whose kept clips now live only in its shards "
+                    f"(output.clip_files={config.output.clip_files}): curate the new inputs into another OUT, or pass "
+                    "--restart to start this one again"
                 )
-                for result in results:
-                    journal.record(result)
-        with _timed(seconds, "outputs"):
-            return write_outputs(sources, output, config, run, seconds, stages=stages.figures())
+            journal.reopen()
+        pending = [source for source in sources if not journal.is_done(source)]
+        if len(pending) < len(sources):
+            log.info(
+                "resuming %s: %d of %d inputs already done", output.url(), len(sources) - len(pending), len(sources)
+            )
 
-    if not use_ray:
-        result = stages_then_outputs(stream_results_here, run_here)
+        def stages_then_outputs(stream: Callable, run: Run) -> CurationResult:
+            """The pending inputs through the stages (`stream`: on Ray or here), each filed as it finishes; then
+            the output phase's tasks (`run`) over every input. Progress shows the videos done, their clips and each
+            stage's throughput; summary.json gets each stage's figures (`stage_stats.py`) for the pending inputs."""
+            stages = StageStats()
+            todo = pending
+            if todo and config.dedup.enabled and config.dedup.exact:
+                with _timed(seconds, "copies"):
+                    todo = record_copies(sources, todo, journal, run)
+            if todo:
+                with _timed(seconds, "stages"):
+                    results = track(
+                        stream(todo, output, config, workers, stages),
+                        len(todo),
+                        "curate",
+                        "videos",
+                        count=lambda result: result.clips,
+                        count_unit="clips",
+                        details=stages.describe,
+                    )
+                    for result in results:
+                        journal.record(result)
+            with _timed(seconds, "outputs"):
+                return write_outputs(sources, output, config, run, seconds, stages=stages.figures(), skipped=skipped)
+
+        if not use_ray:
+            result = stages_then_outputs(stream_results_here, run_here)
+            result.seconds = seconds
+            return result
+        started = time.perf_counter()
+        with ray_session(address, cpus_needed(config)):
+            seconds["ray_start"] = time.perf_counter() - started
+            try:
+                result = stages_then_outputs(stream_results, run_on_ray(config.ray.output_cpus))
+            except Exception as error:  # Ray wraps what a stage raised; a model that cannot load is one line
+                cause = _model_problem(error)
+                if cause is None:
+                    raise
+                raise cause from None
+            stopping = time.perf_counter()
+        seconds["ray_stop"] = time.perf_counter() - stopping
         result.seconds = seconds
         return result
-    started = time.perf_counter()
-    with ray_session(address, cpus_needed(config)):
-        seconds["ray_start"] = time.perf_counter() - started
-        try:
-            result = stages_then_outputs(stream_results, run_on_ray(config.ray.output_cpus))
-        except Exception as error:  # Ray wraps what a stage raised; a model that cannot load is one line
-            cause = _model_problem(error)
-            if cause is None:
-                raise
-            raise cause from None
-        stopping = time.perf_counter()
-    seconds["ray_stop"] = time.perf_counter() - stopping
-    result.seconds = seconds
-    return result
 
 
 def record_copies(sources: list[str], pending: list[str], journal: RunJournal, run: Run) -> list[str]:
@@ -244,6 +261,17 @@ def record_copies(sources: list[str], pending: list[str], journal: RunJournal, r
             log.info("%s: the same file as %s, not split again", without_credentials(source), original)
             journal.record(InputResult(source, counts={"duplicate_inputs": 1}, duplicate_of=copies[source]))
     return [source for source in pending if source not in copies]
+
+
+@contextmanager
+def locked(output: Folder) -> Iterator[None]:
+    """OUT held by this job (`curation/run_lock.py`); a second job on it is refused in one line (InputError)."""
+    with ExitStack() as stack:
+        try:
+            stack.enter_context(run_lock(output.fs, output.root, "OUT"))
+        except FolderLocked as error:
+            raise InputError(str(error)) from None
+        yield
 
 
 def prepare_output(output: Folder, config: CurationConfig, restart: bool) -> None:
@@ -262,6 +290,21 @@ def prepare_output(output: Folder, config: CurationConfig, restart: bool) -> Non
         for name in (WORK_FOLDER, SHARDS_FOLDER, CLIPS_FOLDER, *OUTPUT_FILES):
             output.remove(name)
     output.write_text(CONFIG_FILE, config_text(config))
+
+
+def with_config(worker_class: type, config: CurationConfig) -> type:
+    """`worker_class` with `config` bound in, constructed with no arguments.
+
+    Ray Data puts constructor arguments in the object store, and Ray's core then logs an error-level line for every
+    restartable actor that has any ("constructor arguments in the object store and max_restarts > 0"). A class
+    that carries its config travels with the class's own definition instead, and a restarted actor (a killed
+    worker) needs nothing that could be lost. The name stays, so Ray's operator is still MapBatches(NAME).
+    """
+
+    def __init__(self) -> None:
+        worker_class.__init__(self, config)
+
+    return type(worker_class.__name__, (worker_class,), {"__init__": __init__})
 
 
 def stream_results(
@@ -288,8 +331,7 @@ def stream_results(
             continue
         pool = stage.pool_config(config)
         dataset = dataset.map_batches(
-            workers[stage.name],
-            fn_constructor_kwargs={"config": config},
+            with_config(workers[stage.name], config),
             batch_size=pool.batch_size,
             batch_format="numpy",
             compute=ray.data.ActorPoolStrategy(size=pool.concurrency),
@@ -363,7 +405,13 @@ def stream_results_here(
 
 
 def write_outputs(
-    sources: list[str], output: Folder, config: CurationConfig, run: Run = run_here, seconds=None, stages=None
+    sources: list[str],
+    output: Folder,
+    config: CurationConfig,
+    run: Run = run_here,
+    seconds=None,
+    stages=None,
+    skipped: Sequence[str] = (),
 ) -> CurationResult:
     """Shards, clips.parquet, thumbnails.parquet, errors.jsonl, sources.jsonl, summary.json and report.html of
     the finished inputs (`sources`, in input order). Shards and tables are written by tasks over groups of inputs
@@ -375,7 +423,7 @@ def write_outputs(
     seconds = {} if seconds is None else seconds
     journal = RunJournal(output)
     errors: list[dict] = []
-    counts: dict[str, int] = {"inputs": len(sources)}
+    counts: dict[str, int] = {"inputs": len(sources), "skipped_files": len(skipped)}
     clips_per_input: list[tuple[str, int]] = []
     fragments: set[str] = set()
     for entry in map(journal.load, sources):
@@ -408,6 +456,7 @@ def write_outputs(
         "thresholds": thresholds_summary(rules),
         "shard_writers": {name: outcome.node for outcome in outcomes for name in outcome.shards},
         "stages": stages or {},
+        "skipped_files": list(skipped),  # files of the input folders that are not videos by their suffix
     }
     output.write_text(SUMMARY_FILE, json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
     with _timed(seconds, "report"):

@@ -191,16 +191,20 @@ def local_copy(fs: fsspec.AbstractFileSystem, path: str) -> Iterator[Path]:
         yield copy
 
 
-def find_files(location: str, suffixes: set[str]) -> list[str] | None:
+def find_files(location: str, suffixes: set[str], others: list[str] | None = None) -> list[str] | None:
     """Locations of the files under `location` with one of `suffixes` (recursively), or None if it is not
-    a folder. Each is named the way `location` was: a path, or a URL with its scheme and host."""
+    a folder. Each is named the way `location` was: a path, or a URL with its scheme and host. The files
+    with other suffixes are appended to `others`, when given."""
     fs, root = filesystem(location)
     if not fs.isdir(root):
         return None
     prefix = normalise(location).rstrip("/")
     found = []
     for path in sorted(fs.find(root)):
+        relative = PurePosixPath(path).relative_to(PurePosixPath(root.rstrip("/") or "/"))
+        named = f"{prefix}/{relative.as_posix()}"
         if PurePosixPath(path).suffix.lower() in suffixes:
-            relative = PurePosixPath(path).relative_to(PurePosixPath(root.rstrip("/") or "/"))
-            found.append(f"{prefix}/{relative.as_posix()}")
+            found.append(named)
+        elif others is not None:
+            others.append(named)
     return found

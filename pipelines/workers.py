@@ -55,6 +55,7 @@ from curation.scores.motion import motion_bucket_id, motion_score
 from curation.split.runner import split_video
 from curation.stages import frame_plan
 from curation.thumbnail import middle_frame_jpeg
+from curation.tiny_models import resolve_tiny
 from curation.video_io import VideoError, decode_frames
 from pipelines.journal import write_fragment
 from pipelines.layout import CLIPS_FOLDER
@@ -165,7 +166,7 @@ class OpenClipStage:
         from curation.scores.openclip import OpenClipScorer  # see "Model modules" above
 
         self.config = config
-        self.scorer = OpenClipScorer(config.clip)
+        self.scorer = OpenClipScorer(resolve_tiny(config).clip)
 
 
 class AestheticsStage(OpenClipStage):
@@ -205,7 +206,7 @@ class CaptionerStage:
     def __init__(self, config: CurationConfig):
         module, name = self.captioner_class
         captioner = getattr(importlib.import_module(module), name)
-        self.captioner = captioner.load(getattr(config.caption, self.stage))
+        self.captioner = captioner.load(getattr(resolve_tiny(config).caption, self.stage))
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         clips, frames = _open_batch(batch)
@@ -243,7 +244,7 @@ class CaptionStage:
         from curation.captions.llm import load_llm  # see "Model modules" above
 
         self.config = config
-        self.merger = load_llm(config.caption.llm) if config.caption.llm.enabled else None
+        self.merger = load_llm(resolve_tiny(config).caption.llm) if config.caption.llm.enabled else None
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         clips, _ = _open_batch(batch)

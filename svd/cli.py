@@ -9,8 +9,10 @@ Exit codes, for every subcommand:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -40,6 +42,9 @@ def setup_logging(verbose: int, quiet: int) -> None:
     if verbose < 2:
         for name in ("urllib3", "filelock", "PIL", "matplotlib", "ray", "httpx", "faiss"):
             logging.getLogger(name).setLevel(logging.WARNING)
+        # bitsandbytes warns on import (diffusers and peft import it) that it cannot fetch optional CPU kernels
+        # from the hub; 8-bit AdamW, the one thing used from it, does not need them.
+        logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 
 
 def common_options(command):
@@ -121,8 +126,9 @@ def curate(inputs, output_dir, config_path, overrides, address, restart, verbose
 
     try:
         config = load_config(CurationConfig, config_path, overrides)
-        sources = find_inputs(list(inputs))
-        result = run_curation(sources, output_dir, config, address=address, restart=restart)
+        skipped: list[str] = []
+        sources = find_inputs(list(inputs), skipped)
+        result = run_curation(sources, output_dir, config, address=address, restart=restart, skipped=skipped)
     except (ConfigError, InputError) as error:
         raise UsageProblem(str(error)) from None
     except (ClusterError, ModelLoadError, EndpointError) as error:
@@ -190,7 +196,10 @@ def train(config_path, run_dir, overrides, resume, verbose, quiet) -> None:
     the resolved config and, at the end, the model in diffusers layout in RUN_DIR/final/.
     """
     setup_logging(verbose, quiet)
+    from fsspec.implementations.local import LocalFileSystem
+
     from curation.config_io import ConfigError, load_config
+    from curation.run_lock import FolderLocked, run_lock
     from svd.model.loading import ModelSourceError
     from svd.model.lora import AdapterError
     from svd.train.config import TrainConfig
@@ -204,8 +213,16 @@ def train(config_path, run_dir, overrides, resume, verbose, quiet) -> None:
         expand_shards(config.data.shards)
     except (ConfigError, ValueError) as error:
         raise UsageProblem(str(error)) from None
+    # One job at a time in RUN_DIR: rank 0 holds its lock (under torchrun every rank runs this command).
+    held = contextlib.ExitStack()
+    if os.environ.get("RANK", "0") == "0":
+        try:
+            held.enter_context(run_lock(LocalFileSystem(), str(Path(run_dir).absolute()), "RUN_DIR"))
+        except FolderLocked as error:
+            raise UsageProblem(str(error)) from None
     try:
-        result = run_training(config, Path(run_dir), resume=resume)
+        with held:
+            result = run_training(config, Path(run_dir), resume=resume)
     except (ModelSourceError, AdapterError, TrainSetupError) as error:
         raise UsageProblem(str(error)) from None
     if result.final is not None:
@@ -361,7 +378,7 @@ def generate(
     verbose,
     quiet,
 ) -> None:
-    """Turn still images (or prompts, or a video) into videos with a Stable Video Diffusion model.
+    """Make videos with a Stable Video Diffusion model, from still images (or prompts, or a video).
 
     IMAGE is an image file or a folder of images. The conditioning image, as the model saw it, is saved beside
     each video as NAME.condition.png. Frames equal those of diffusers' StableVideoDiffusionPipeline for the same

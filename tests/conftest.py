@@ -1,12 +1,14 @@
 """Offline test environment, and the tiny models several test modules share.
 
 The shared models are session fixtures: each is built once per run, on first use, and only read by the tests
-(those that need a changed model copy it first). Their builders stay in the helper modules (`tiny_openclip`,
-`tiny_caption_models`, `tiny_models`), imported on first use so that a run that needs none of them does not
-import open_clip, transformers or diffusers for them.
+(those that need a changed model copy it first). The curation stages' tiny models are the product's own
+(`curation.tiny_builders`, what `model: tiny` builds); the video models' are in `tiny_models`. Both are imported
+on first use so that a run that needs none of them does not import open_clip, transformers or diffusers for them.
+`model: tiny` builds into a cache folder: here a fresh one per run (SVD_TINY_MODELS), never the user's.
 """
 
 import os
+import tempfile
 
 import pytest
 
@@ -14,12 +16,13 @@ import pytest
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ["SVD_TINY_MODELS"] = tempfile.mkdtemp(prefix="svd-tiny-models-")  # inherited by Ray workers
 
 
 @pytest.fixture(scope="session")
 def clip_model(tmp_path_factory) -> dict:
-    """A tiny open_clip CLIP folder with aesthetic weights: {"folder", "aesthetic" (.pth), "state"} (`tiny_openclip`)."""
-    from tiny_openclip import save_tiny_clip
+    """A tiny open_clip CLIP folder with aesthetic weights: {"folder", "aesthetic" (.pth), "state"}."""
+    from curation.tiny_builders import save_tiny_clip
 
     return save_tiny_clip(tmp_path_factory.mktemp("clip"))
 
@@ -27,7 +30,7 @@ def clip_model(tmp_path_factory) -> dict:
 @pytest.fixture(scope="session")
 def coca_model(tmp_path_factory) -> str:
     """A tiny CoCa: the `caption.coca.model` value (`local-dir:FOLDER`)."""
-    from tiny_caption_models import save_tiny_coca
+    from curation.tiny_builders import save_tiny_coca
 
     return save_tiny_coca(tmp_path_factory.mktemp("coca"))
 
@@ -35,7 +38,7 @@ def coca_model(tmp_path_factory) -> str:
 @pytest.fixture(scope="session")
 def vblip_model(tmp_path_factory) -> str:
     """A tiny VideoBLIP folder: the `caption.vblip.model` value."""
-    from tiny_caption_models import save_tiny_vblip
+    from curation.tiny_builders import save_tiny_vblip
 
     return save_tiny_vblip(tmp_path_factory.mktemp("vblip"))
 
@@ -43,7 +46,7 @@ def vblip_model(tmp_path_factory) -> str:
 @pytest.fixture(scope="session")
 def llm_model(tmp_path_factory) -> str:
     """A tiny Qwen2-style chat model folder: the `caption.llm.model` value."""
-    from tiny_caption_models import save_tiny_llm
+    from curation.tiny_builders import save_tiny_llm
 
     return save_tiny_llm(tmp_path_factory.mktemp("llm"))
 

@@ -5,7 +5,6 @@ import json
 import numpy as np
 import pytest
 import torch
-from tiny_caption_models import vblip_config
 from transformers import Blip2ForConditionalGeneration
 
 from curation.captions.text import EMPTY, OK
@@ -13,6 +12,7 @@ from curation.captions.vblip import VBlipCaptioner, VideoBlipForConditionalGener
 from curation.config import GenerationConfig, VBlipConfig
 from curation.errors import ModelLoadError
 from curation.frame_sampling import uniform_frame_indices
+from curation.tiny_builders import vblip_config
 
 FRAMES = 4
 GREEDY = GenerationConfig(max_new_tokens=8)

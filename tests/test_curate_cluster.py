@@ -10,7 +10,7 @@ import pytest
 import ray
 import ray.data
 from ray.cluster_utils import Cluster
-from tiny_curation import TINY, read_shards, videos
+from tiny_curation import CPU_STAGES, TINY, read_shards, videos
 
 from curation.config import CurationConfig
 from curation.config_io import load_config
@@ -32,7 +32,7 @@ def two_nodes():
 def test_job_on_a_two_node_cluster_completes_and_uses_both(two_nodes, tmp_path):
     sources = videos(tmp_path, 4)
     # One output group per input: the shards and the parts of clips.parquet are written by four tasks.
-    config = load_config(CurationConfig, TINY, ["ocr.enabled=false", "output.group_clips=1"])
+    config = load_config(CurationConfig, TINY, [*CPU_STAGES, "ocr.enabled=false", "output.group_clips=1"])
     out = tmp_path / "out"
     result = run_curation(sources, out, config, address=two_nodes.address)
     assert not ray.is_initialized()  # the job left the cluster

@@ -18,7 +18,7 @@ import psutil
 import pyarrow.parquet as pq
 import pytest
 import ray
-from tiny_curation import TINY, config, read_shards, videos
+from tiny_curation import CPU_STAGES, TINY, config, read_shards, videos
 
 from curation import progress
 from curation.config import CurationConfig
@@ -48,7 +48,12 @@ def test_job_writes_shards_equal_to_the_kept_rows(local_ray, tmp_path, monkeypat
     monkeypatch.setattr(sys, "stderr", io.StringIO())  # not a terminal: progress comes as log lines
     monkeypatch.setattr(progress, "LOG_EVERY_SECONDS", 0.0)  # one after every video
     caplog.set_level(logging.INFO, logger="svd.progress")
-    result = run_curation([*sources, broken], output, job)
+    (tmp_path / "voice.m4a").write_bytes(b"not a video by its suffix")
+    skipped: list[str] = []
+    inputs = find_inputs([str(tmp_path)], skipped)
+    assert inputs == [str(broken), *map(str, sources)] and skipped == [str(tmp_path / "voice.m4a")]
+    assert "1 file(s) skipped (not a video by suffix: voice.m4a)" in caplog.text
+    result = run_curation(inputs, output, job, skipped=skipped)
 
     table = pq.read_table(output / "clips.parquet").to_pylist()
     kept = {row["key"]: row for row in table if row["kept"]}
@@ -69,6 +74,8 @@ def test_job_writes_shards_equal_to_the_kept_rows(local_ray, tmp_path, monkeypat
     assert errors == [{"input": str(broken), "error": "empty file (0 bytes)"}]
     summary = json.loads((output / "summary.json").read_text())["counts"]
     assert summary["inputs"] == 3 and summary["kept"] == 6 and summary["shards"] == 2
+    assert summary["skipped_files"] == 1
+    assert json.loads((output / "summary.json").read_text())["skipped_files"] == skipped
 
     # Ray Data's figures of each operator: a row per clip through the split and filing tasks, and one for the
     # broken input, which says why it has none.
@@ -105,7 +112,7 @@ def test_changed_config_is_refused_unless_restart(local_ray, tmp_path):
 def test_resume_after_the_driver_is_killed_equals_an_uninterrupted_run(local_ray, tmp_path):
     sources = videos(tmp_path, 5)
     # Clips one by one through OCR and filing: inputs finish apart.
-    overrides = ["output.shard_max_samples=3", "ray.ocr.batch_size=1", "output.fragment_rows=1"]
+    overrides = [*CPU_STAGES, "output.shard_max_samples=3", "ray.ocr.batch_size=1", "output.fragment_rows=1"]
     straight = tmp_path / "straight"
     run_curation(sources, straight, load_config(CurationConfig, TINY, overrides))
     clips = pq.read_table(straight / "clips.parquet").num_rows
@@ -151,39 +158,25 @@ def test_resume_after_the_driver_is_killed_equals_an_uninterrupted_run(local_ray
     assert pq.read_table(resumed / "clips.parquet").equals(pq.read_table(straight / "clips.parquet"))
 
 
-@pytest.fixture(scope="module")
-def tiny_models(clip_model, coca_model, vblip_model, llm_model) -> list[str]:
-    """--set overrides pointing every model stage at tiny random models saved as the real loaders read them."""
-    return [
-        f"clip.model={clip_model['folder']}",
-        "clip.pretrained=null",
-        f"clip.aesthetic.weights={clip_model['folder'] / 'aesthetic.safetensors'}",
-        f"caption.coca.model={coca_model}",
-        f"caption.vblip.model={vblip_model}",
-        f"caption.llm.model={llm_model}",
-        "caption.coca.generation.max_new_tokens=6",
-        "caption.vblip.generation.max_new_tokens=6",
-        "caption.llm.generation.max_new_tokens=8",
-        *(f"{section}.device=cpu" for section in ("clip", "caption.coca", "caption.vblip", "caption.llm")),
-        "output.shard_max_samples=3",
-    ]
-
-
-def test_every_stage_runs_and_every_score_and_caption_reaches_the_shards(local_ray, tmp_path, tiny_models):
-    """Motion, OCR (real CRAFT weights), CLIP aesthetics, three captions, caption match, filter, shards."""
-    config = load_config(CurationConfig, TINY, [*tiny_models, "clip.enabled=true", "caption.enabled=true"])
+def test_tiny_yaml_runs_every_stage_and_every_score_and_caption_reaches_the_shards(local_ray, tmp_path):
+    """configs/curation/tiny.yaml as shipped, on a fresh machine: motion, OCR (real CRAFT weights), CLIP aesthetics,
+    three captions and the caption match with `tiny` models built on first use, the filter, shards."""
+    config = load_config(CurationConfig, TINY, ["output.shard_max_samples=3"])
+    assert (config.clip.model, config.caption.coca.model, config.caption.vblip.model, config.caption.llm.model) == (
+        "tiny",
+    ) * 4
     output = tmp_path / "out"
     run_curation(videos(tmp_path, 2), output, config)
 
     rows = pq.read_table(output / "clips.parquet").to_pylist()
-    assert len(rows) == 6
+    assert len(rows) == 6 and any(row["kept"] for row in rows)
     for row in rows:
         assert row["motion_score"] is not None and 0 <= row["motion_bucket_id"] <= 255
         passed_early = not any(r["filter"] in ("min_motion", "max_text_area") for r in row["reject_reasons"])
         if passed_early:  # then every later stage ran on it
             assert row["text_area_ratio"] is not None and row["aesthetic_score"] is not None
-            assert row["caption_coca_status"] in ("ok", "empty") and row["caption_vblip_status"] in ("ok", "empty")
-            assert (row["clip_score"] is None) == (row["caption"] is None)
+            assert row["caption_coca_status"] == row["caption_vblip_status"] == row["caption_llm_status"] == "ok"
+            assert row["caption"] and row["clip_score"] is not None
         assert row["kept"] == (not row["reject_reasons"])
     summary = json.loads((output / "summary.json").read_text())
     assert summary["thresholds"]["drop_bottom_aesthetic"]["computed_from"] == sum(
@@ -194,9 +187,11 @@ def test_every_stage_runs_and_every_score_and_caption_reaches_the_shards(local_r
     for row in rows:
         if row["kept"]:
             record = json.loads(samples[row["key"]]["json"])
-            assert record["caption_llm_status"] == row["caption_llm_status"]
+            for field in ("caption_coca", "caption_vblip", "caption_llm", "caption"):
+                assert isinstance(record[field], str) and record[field].strip(), (field, record)
             assert record["aesthetic_score"] == pytest.approx(row["aesthetic_score"])
-            assert samples[row["key"]]["txt"].decode() == (row["caption"] or "")
+            assert isinstance(record["clip_score"], float)
+            assert samples[row["key"]]["txt"].decode() == row["caption"]
 
 
 @pytest.mark.parametrize(
@@ -216,7 +211,7 @@ def test_a_model_that_cannot_load_stops_the_run_before_any_work(tmp_path, overri
 def test_a_worker_killed_during_a_model_stage_is_replaced_and_the_job_completes(local_ray, tmp_path):
     """SIGKILL the OCR actor's process mid-run: Ray restarts it and retries its batch; nothing is lost."""
     sources = videos(tmp_path, 4)
-    config = load_config(CurationConfig, TINY, ["ray.ocr.batch_size=1"])
+    config = load_config(CurationConfig, TINY, [*CPU_STAGES, "ray.ocr.batch_size=1"])
     straight = run_curation(sources, tmp_path / "straight", config)
 
     outcome: dict = {}

@@ -9,11 +9,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from tiny_openclip import TINY_CLIP, WIDTH
 
 from curation.config import AestheticConfig, ClipConfig
 from curation.errors import ModelLoadError
 from curation.scores.openclip import AestheticPredictor, OpenClipScorer, preflight
+from curation.tiny_builders import TINY_CLIP, WIDTH
 
 # The tensor names of the published sac+logos+ava1-l14-linearMSE.pth.
 LAION_KEYS = [f"layers.{i}.{kind}" for i in (0, 2, 4, 6, 7) for kind in ("weight", "bias")]

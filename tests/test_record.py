@@ -9,6 +9,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 import webdataset as wds
+from tiny_curation import CPU_STAGES, TINY
 
 from curation.config import CurationConfig
 from curation.config_io import load_config
@@ -17,8 +18,6 @@ from curation.stages import STAGES, cpus_needed, enabled_stages, later_work
 from curation.synthetic import Shot, Transition, make_video
 from pipelines.curate import run_curation
 from pipelines.workers import WORKERS
-
-TINY = Path(__file__).parent.parent / "configs" / "curation" / "tiny.yaml"
 
 
 def a_clip(**fields) -> ClipRecord:
@@ -80,7 +79,7 @@ def source(tmp_path_factory) -> Path:
 
 
 def test_a_real_run_follows_the_record_and_the_plain_loop_matches_ray(source, tmp_path):
-    config = load_config(CurationConfig, TINY, ["filter.drop_bottom_motion=null"])
+    config = load_config(CurationConfig, TINY, [*CPU_STAGES, "filter.drop_bottom_motion=null"])
     here = run_curation([source], tmp_path / "here", config, use_ray=False)
     on_ray = run_curation([source], tmp_path / "ray", config)
     assert here.clips == on_ray.clips == 2
@@ -91,7 +90,7 @@ def test_a_real_run_follows_the_record_and_the_plain_loop_matches_ray(source, tm
         assert list(row) == [column.value for column in Column]
         for column in Column:
             assert row[column] is None or isinstance(row[column], column.kind), (column, row[column])
-        # tiny.yaml runs split, motion and OCR: their columns are filled, the model stages' stay empty.
+        # tiny.yaml without its model stages runs split, motion and OCR: their columns are filled, the model stages' stay empty.
         filled = {column.stage for column in Column if row[column] not in (None, "")}
         assert {Stage.SPLIT, Stage.MOTION, Stage.OCR, Stage.FILTER} <= filled
         assert not filled & {Stage.AESTHETICS, Stage.COCA, Stage.VBLIP, Stage.CAPTION_MATCH}

@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 from PIL import Image
+from tiny_curation import CPU_STAGES, TINY
 
 from curation.config import CurationConfig
 from curation.config_io import load_config, save_config
@@ -27,7 +28,6 @@ from pipelines.report import write_report
 from pipelines.storage import Folder
 from svd.cli import cli
 
-TINY = Path(__file__).parent.parent / "configs" / "curation" / "tiny.yaml"
 CLIP_FRAMES = 9  # frame i of every generated clip is flat grey at level FIRST_LEVEL + LEVEL_STEP * i
 FIRST_LEVEL, LEVEL_STEP = 20, 25
 MIDDLE_LEVEL = FIRST_LEVEL + LEVEL_STEP * ((CLIP_FRAMES - 1) // 2)
@@ -369,7 +369,9 @@ def test_report_of_a_real_run(tmp_path):
     timeline += [Shot("static", 2.5), Transition("cut"), Shot("pan", 2.5, speed=1.0)]
     video = make_video(tmp_path / "video.mp4", timeline, seed=1, keyframe_seconds=0.5).path
     out = tmp_path / "out"
-    run_curation([video], out, load_config(CurationConfig, TINY, ["ocr.enabled=false"]))  # motion: no model
+    run_curation(
+        [video], out, load_config(CurationConfig, TINY, [*CPU_STAGES, "ocr.enabled=false"])
+    )  # motion: no model
 
     rows = pq.read_table(out / "clips.parquet").to_pylist()
     motion = sorted(row["motion_score"] for row in rows)

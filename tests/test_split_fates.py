@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from tiny_curation import CPU_STAGES, TINY
 
 from curation.config import CurationConfig, SplitConfig
 from curation.config_io import load_config
@@ -15,8 +15,6 @@ from curation.split.fates import ALIGNMENT, CLIP, TOO_SHORT, TRANSITION, fate_co
 from curation.split.runner import split_video
 from curation.synthetic import make_video, sample_timeline
 from pipelines.curate import run_curation
-
-TINY = Path(__file__).parent.parent / "configs" / "curation" / "tiny.yaml"
 
 
 def test_each_frame_gets_the_first_fate_that_applies():
@@ -71,7 +69,7 @@ def test_the_split_accounts_for_every_frame(sample, tmp_path, reencode):
 
 
 def test_summary_sources_and_report_show_where_the_frames_went(sample, tmp_path):
-    config = load_config(CurationConfig, TINY)
+    config = load_config(CurationConfig, TINY, CPU_STAGES)
     result = run_curation([sample.path], tmp_path / "out", config, use_ray=False)
     out = tmp_path / "out"
     frames = json.loads((out / "summary.json").read_text())["frames"]

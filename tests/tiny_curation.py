@@ -11,6 +11,9 @@ from curation.config import CurationConfig
 from curation.synthetic import Shot, Transition, make_video
 
 TINY = Path(__file__).parent.parent / "configs" / "curation" / "tiny.yaml"
+# tiny.yaml without its model stages (CLIP, captions): for the tests about the job's machinery, which the tiny
+# models would only slow down; tests/test_curate_job.py runs tiny.yaml whole.
+CPU_STAGES = ["clip.enabled=false", "caption.enabled=false"]
 
 
 def config(**split) -> CurationConfig:

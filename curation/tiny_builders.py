@@ -1,9 +1,11 @@
-"""Tiny randomly initialised captioners, saved as local folders the real loaders read (no hub access).
+"""The builders of `curation.tiny_models`: seeded, randomly initialised models of the real architectures.
 
-Each `save_tiny_*` writes what the matching config's `model` can point at: an open_clip `local-dir:` folder
-for CoCa, save_pretrained folders (model, tokenizer, image processor) for VideoBLIP and the LLM. Weights are
-drawn wider than the libraries' defaults so the next-token scores are far apart: greedy captions then do
-not flip on rounding noise when batches change.
+Each `save_tiny_*` writes what the matching stage's loader reads: an open_clip `local-dir:` folder for CLIP (with
+aesthetic MLP weights of its width) and CoCa, save_pretrained folders (model, tokenizer, image processor) for
+VideoBLIP and the LLM. CLIP and CoCa use open_clip's own tokenizer (its BPE vocabulary ships with the package),
+the others a byte-level BPE over the small English vocabulary `WORDS`, trained here. Weights are drawn wider than
+the libraries' defaults so that next-token scores are far apart: greedy captions then do not flip on rounding
+noise when batches change.
 """
 
 from __future__ import annotations
@@ -25,9 +27,10 @@ from transformers import (
 )
 
 from curation.captions.vblip import VideoBlipForConditionalGeneration
+from curation.scores.openclip import AestheticPredictor
 
 IMAGE_SIZE = 32
-WIDTH = 32
+WIDTH = 32  # every tiny model's width (and CLIP's embedding width)
 INIT_STD = 0.3
 WORDS = (
     "a an the one two man men woman people person child dog cat bird horse car bus bike boat train street road "
@@ -207,3 +210,36 @@ def save_tiny_llm(folder: Path, seed: int = 0) -> str:
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return str(folder)
+
+
+# --- CLIP and the aesthetic MLP ------------------------------------------------------------------------------
+
+# A ViT and text transformer of 2 layers, 32 wide; the real BPE vocabulary, so open_clip's tokenizer works.
+TINY_CLIP = {
+    "model_cfg": {
+        "embed_dim": WIDTH,
+        "vision_cfg": {"image_size": 32, "layers": 2, "width": 32, "head_width": 16, "patch_size": 8},
+        "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 2},
+    },
+    "preprocess_cfg": {
+        "mean": [0.48145466, 0.4578275, 0.40821073],
+        "std": [0.26862954, 0.26130258, 0.27577711],
+        "interpolation": "bicubic",
+        "resize_mode": "shortest",
+    },
+}
+
+
+def save_tiny_clip(folder: Path) -> dict:
+    """A tiny CLIP folder (open_clip config + safetensors) and aesthetic weights as .pth and .safetensors:
+    {"folder", "aesthetic" (the .pth), "state" (the aesthetic MLP's tensors)}."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "open_clip_config.json").write_text(json.dumps(TINY_CLIP))
+    torch.manual_seed(0)
+    model = open_clip.CLIP(**TINY_CLIP["model_cfg"])
+    save_file(model.state_dict(), folder / "open_clip_model.safetensors")
+    torch.manual_seed(1)
+    state = AestheticPredictor(WIDTH).state_dict()
+    torch.save(state, folder / "aesthetic.pth")
+    save_file(state, folder / "aesthetic.safetensors")
+    return {"folder": folder, "aesthetic": folder / "aesthetic.pth", "state": state}
