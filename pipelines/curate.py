@@ -292,21 +292,6 @@ def prepare_output(output: Folder, config: CurationConfig, restart: bool) -> Non
     output.write_text(CONFIG_FILE, config_text(config))
 
 
-def with_config(worker_class: type, config: CurationConfig) -> type:
-    """`worker_class` with `config` bound in, constructed with no arguments.
-
-    Ray Data puts constructor arguments in the object store, and Ray's core then logs an error-level line for every
-    restartable actor that has any ("constructor arguments in the object store and max_restarts > 0"). A class
-    that carries its config travels with the class's own definition instead, and a restarted actor (a killed
-    worker) needs nothing that could be lost. The name stays, so Ray's operator is still MapBatches(NAME).
-    """
-
-    def __init__(self) -> None:
-        worker_class.__init__(self, config)
-
-    return type(worker_class.__name__, (worker_class,), {"__init__": __init__})
-
-
 def stream_results(
     sources: list[str],
     output: Folder,
@@ -331,7 +316,8 @@ def stream_results(
             continue
         pool = stage.pool_config(config)
         dataset = dataset.map_batches(
-            with_config(workers[stage.name], config),
+            workers[stage.name],
+            fn_constructor_kwargs={"config": config},
             batch_size=pool.batch_size,
             batch_format="numpy",
             compute=ray.data.ActorPoolStrategy(size=pool.concurrency),

@@ -45,6 +45,8 @@ def ray_session(address: str | None, cpus_needed: float = 1.0) -> Iterator[None]
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
     options = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING}
+    if address is not None:
+        _check_authentication(address)
     try:
         if address is None:
             # "local": always a new Ray of our own, never one that `ray start` left running on this machine.
@@ -62,6 +64,41 @@ def ray_session(address: str | None, cpus_needed: float = 1.0) -> Iterator[None]
         ray.shutdown()
 
 
+def _check_authentication(address: str) -> None:
+    """Ask the cluster's GCS one cheap question first: a cluster that wants a token this process does not send
+    fails `ray.init` only after 20 s of retries and with a bare "Failed to connect"; this says why, in one line.
+    Only for HOST:PORT addresses (a `ray://` client or `auto` is left to ray.init)."""
+    if address == "auto" or "://" in address:
+        return
+    from ray._raylet import GcsClient  # Ray's own client of the cluster's control store
+
+    try:
+        GcsClient(address).internal_kv_get(b"svd-curate-probe", None, timeout=5)
+    except ray.exceptions.AuthenticationError:
+        raise ClusterError(f"cannot join the Ray cluster at {address}: {_token_advice()}") from None
+    except (ray.exceptions.RayError, ConnectionError, OSError, RuntimeError, ValueError):
+        return  # not an authentication problem: ray.init tries, and reports what it finds, as it always does
+
+
+def _token_advice() -> str:
+    """What to set, and where the token is read from, for a cluster with token authentication."""
+    if os.environ.get("RAY_AUTH_MODE", "").lower() != "token":
+        return (
+            "it uses token authentication (`ray start` turns it on by default) and this process sends no token: set "
+            f"RAY_AUTH_MODE=token, with the cluster's token in {_token_source()} (copy it from the head node's "
+            "~/.ray/auth_token)"
+        )
+    return f"it refused the token read from {_token_source()} (RAY_AUTH_MODE=token): give it the head node's token"
+
+
+def _token_source() -> str:
+    if os.environ.get("RAY_AUTH_TOKEN"):
+        return "RAY_AUTH_TOKEN"
+    if os.environ.get("RAY_AUTH_TOKEN_PATH"):
+        return f"RAY_AUTH_TOKEN_PATH ({os.environ['RAY_AUTH_TOKEN_PATH']})"
+    return "RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token"
+
+
 def _check_capacity(address: str | None, cpus_needed: float) -> None:
     available = ray.cluster_resources().get("CPU", 0.0)
     if available < cpus_needed:
@@ -72,7 +109,24 @@ def _check_capacity(address: str | None, cpus_needed: float) -> None:
         )
 
 
+def _pool_actors_take_arguments_by_value() -> None:
+    """Ray Data builds every actor of an actor pool with two object-store references as constructor arguments (its
+    DataContext and the map function). Ray's core cannot restart an actor whose constructor arguments have been
+    evicted (ray-project/ray#53727) and logs an error-level line for each such restartable actor, on every healthy
+    run (ray-project/ray#57733). Passed by value instead (a few KB: they travel inline in the actor's creation task,
+    which the cluster keeps for restarts), the same actors restart safely and nothing is logged. This changes two
+    properties of Ray Data's actor-pool operator, checked to exist: an unknown Ray version is left as it is."""
+    from ray.data._internal.execution.operators import actor_pool_map_operator
+
+    operator = getattr(actor_pool_map_operator, "ActorPoolMapOperator", None)
+    if operator is None or not all(hasattr(operator, name) for name in ("_map_transformer_ref", "_data_context_ref")):
+        return
+    operator._map_transformer_ref = property(lambda self: self._map_transformer)
+    operator._data_context_ref = property(lambda self: self.data_context)
+
+
 def _quiet_data() -> None:
+    _pool_actors_take_arguments_by_value()
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False
     context.print_on_execution_start = False
