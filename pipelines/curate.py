@@ -19,7 +19,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 
@@ -35,7 +35,7 @@ from curation.errors import EndpointError, ModelLoadError
 from curation.filtering import thresholds_summary
 from curation.progress import track
 from curation.record import Stage
-from curation.run_lock import FolderLocked, run_lock
+from curation.run_lock import run_lock
 from curation.split.fates import CLIP, FATE_COUNTS, FATES
 from curation.stages import cpus_needed, enabled_stages, reads_frames
 from curation.tiny_models import resolve_tiny
@@ -165,7 +165,7 @@ def run_curation(
         output = Folder(str(output_dir))
     except LocationError as error:
         raise InputError(str(error)) from None
-    with locked(output):
+    with run_lock(output.fs, output.root, "OUT"):  # FolderLocked: another job runs in OUT
         with _timed(seconds, "preflight"):
             # A model that cannot be loaded stops the run before any work. Their modules import torch and the
             # model libraries (seconds): only for the stages that run. Tiny models are built here for the check (and
@@ -261,17 +261,6 @@ def record_copies(sources: list[str], pending: list[str], journal: RunJournal, r
             log.info("%s: the same file as %s, not split again", without_credentials(source), original)
             journal.record(InputResult(source, counts={"duplicate_inputs": 1}, duplicate_of=copies[source]))
     return [source for source in pending if source not in copies]
-
-
-@contextmanager
-def locked(output: Folder) -> Iterator[None]:
-    """OUT held by this job (`curation/run_lock.py`); a second job on it is refused in one line (InputError)."""
-    with ExitStack() as stack:
-        try:
-            stack.enter_context(run_lock(output.fs, output.root, "OUT"))
-        except FolderLocked as error:
-            raise InputError(str(error)) from None
-        yield
 
 
 def prepare_output(output: Folder, config: CurationConfig, restart: bool) -> None:

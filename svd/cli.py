@@ -121,6 +121,7 @@ def curate(inputs, output_dir, config_path, overrides, address, restart, verbose
     from curation.config import CurationConfig
     from curation.config_io import ConfigError, load_config
     from curation.errors import EndpointError, ModelLoadError
+    from curation.run_lock import FolderLocked
     from pipelines.curate import InputError, find_inputs, run_curation
     from pipelines.ray_runtime import ClusterError
     from pipelines.storage import without_credentials
@@ -130,7 +131,7 @@ def curate(inputs, output_dir, config_path, overrides, address, restart, verbose
         skipped: list[str] = []
         sources = find_inputs(list(inputs), skipped)
         result = run_curation(sources, output_dir, config, address=address, restart=restart, skipped=skipped)
-    except (ConfigError, InputError) as error:
+    except (ConfigError, InputError, FolderLocked) as error:
         raise UsageProblem(str(error)) from None
     except (ClusterError, ModelLoadError, EndpointError) as error:
         raise click.ClickException(str(error)) from None

@@ -137,6 +137,8 @@ def test_a_longer_overlap_conditions_on_an_earlier_frame(generator):
     two = extend(generator, [image], [2], SampleSettings(**{**SMALL.to_dict(), "segments": 2, "overlap": 2}))
     assert two.frames.shape[1] == total_frames(3, 2, 2) == 4
     assert np.array_equal(np.asarray(two.segments[1].conditions[0]), to_uint8(two.segments[0].frames[0, 1]))
+    with pytest.raises(ValueError, match="overlap 3: must be below the 3 frames of a segment"):
+        extend(generator, [image], [2], SampleSettings(**{**SMALL.to_dict(), "segments": 2, "overlap": 3}))
     fade = [2 / 3, 1 / 3]  # the old segment's weight over the two shared frames
     for i, weight in enumerate(fade):
         expected = weight * two.segments[0].frames[0, 1 + i] + (1 - weight) * two.segments[1].frames[0, i]

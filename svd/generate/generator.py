@@ -77,12 +77,14 @@ class ModelRunner:
     def resolve(self, settings: SampleSettings) -> SampleSettings:
         """`settings` with the frame count filled in from the UNet config and sizes this model can take."""
         settings.check()
-        return replace(
+        resolved = replace(
             settings,
             num_frames=settings.num_frames or self.unet.config.num_frames,
             height=round_size(settings.height, self.size_multiple, "height"),
             width=round_size(settings.width, self.size_multiple, "width"),
         )
+        resolved.check()  # the rules that need the frame count (a segment's overlap)
+        return resolved
 
     def latent_shape(self, settings: SampleSettings) -> tuple[int, int, int, int, int]:
         """(1, F, C, h, w): one video's latents."""

@@ -11,8 +11,9 @@ than a million images. The seeds are reported in `--json`.
 
 Known limits: each segment sees only one frame of the past, so motion may change direction at a join, and what
 leaves the frame is forgotten. Every segment re-encodes its conditioning frame through the VAE, and guidance pushes
-colours a little each time, so colours and contrast drift, more with every segment. A larger `overlap` hides the join over more frames but conditions each segment on an older frame; a lower
-`noise_aug_strength` keeps each segment closer to its conditioning frame (less drift, less motion).
+colours a little each time, so colours and contrast drift, more with every segment. A larger `overlap` hides the
+join over more frames but conditions each segment on an older frame; a lower `noise_aug_strength` keeps each
+segment closer to its conditioning frame (less drift, less motion).
 """
 
 from __future__ import annotations
@@ -57,8 +58,6 @@ def extend(
     """`settings.segments` segments per image, joined over `settings.overlap` frames."""
     settings = generator.resolve(settings)
     overlap, frames = settings.overlap, settings.num_frames
-    if settings.segments > 1 and overlap >= frames:
-        raise ValueError(f"overlap {overlap}: must be below the {frames} frames of a segment")
     done = [generator(images, list(seeds), settings, progress=progress)]
     video = done[0].frames
     fade = np.linspace(1, 0, overlap + 2)[1:-1].reshape(1, overlap, 1, 1, 1)  # the old segment's weight
