@@ -263,3 +263,18 @@ def test_detector_config():
     assert [spec.kind for spec in SplitConfig().detectors] == ["adaptive", "content", "threshold", "transnetv2"]
     assert SplitConfig(detectors="default") == SplitConfig()
     assert all(spec.kind != "transnetv2" for spec in SplitConfig(detectors="paper").detectors)
+
+
+def test_a_request_after_its_window_was_decided_is_late():
+    """The cascade counts a cheap detector's candidate as unconfirmed only where the network sees its frames:
+    `want` says whether it will, and a window decided unscored is not scored afterwards."""
+    model = MarkedFrames(cuts={120}, spans=set())
+    events = transnet.Events(0.5, 0.5, 200, emit=lambda frame, span: None)
+    windows = transnet.WindowStream(model, events, select=True)
+    for index, frame in enumerate(marked_frames(300)):
+        windows.push(index, frame)
+        if index == 260:  # windows 0-3 are decided by now (window k at frame 50k + 74)
+            assert windows.want(230, 232) is True  # window 4: in time
+            assert windows.want(118, 122) is False  # window 2: too late
+    windows.finish()
+    assert windows.scored == {4} and windows.late_requests == 1

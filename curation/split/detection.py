@@ -79,17 +79,18 @@ def scan_video(path: str | Path, config: SplitConfig) -> SceneScan:
             for detector, step, kind in cascade:
                 if frame.index % step == 0:
                     for cut in detector.process_frame(timecode, frame.image):
-                        refiner.add_candidate(cut.frame_num, confirmed=models.confirms(kind))
-                        models.propose(cut.frame_num, step)
+                        seen = models.propose(cut.frame_num, step)
+                        refiner.add_candidate(cut.frame_num, confirmed=models.confirms(kind, seen))
             models.push(frame.index, frame.image, timecode)
             refiner.push(frame.index, frame.image)
     except TruncatedVideo as error:
         truncated = str(error)
         log.warning("%s: %s; using the frames before it", path, truncated)
     end = FrameTimecode(len(pts), fps=info.fps)
-    for detector, _, kind in cascade:
+    for detector, step, kind in cascade:
         for cut in detector.post_process(end):
-            refiner.add_candidate(cut.frame_num, confirmed=models.confirms(kind))
+            seen = models.propose(cut.frame_num, step)
+            refiner.add_candidate(cut.frame_num, confirmed=models.confirms(kind, seen))
     models.finish()
     return SceneScan(info, pts, keyframes, refiner.finish(), truncated, models.scored_frames)
 
@@ -141,18 +142,18 @@ class _TransNetDetectors:
     def scored_frames(self) -> int:
         return sum(stream.scored_frames for stream in self.streams)
 
-    def confirms(self, kind: str) -> bool:
+    def confirms(self, kind: str, seen: bool) -> bool:
         """Whether a candidate of a PySceneDetect detector of this kind counts as confirmed. With TransNetV2 in
-        the cascade, content and adaptive candidates are not: the network saw those frames (every frame, or
-        the windows they asked for) and what it found there is its own candidate. The threshold detector's
-        dark frames stay confirmed."""
-        return not self.streams or kind == "threshold"
+        the cascade, content and adaptive candidates are not where the network `seen` those frames (every
+        frame, or the windows they asked for in time): what it found there is its own candidate. The
+        threshold detector's dark frames stay confirmed."""
+        return not self.streams or kind == "threshold" or not seen
 
-    def propose(self, frame: int, step: int) -> None:
-        """A cheap detector's candidate: the windows around it are wanted."""
-        for stream in self.streams:
-            if stream.select:
-                stream.want(frame - step - _BEFORE, frame + _AFTER)
+    def propose(self, frame: int, step: int) -> bool:
+        """A cheap detector's candidate: the windows around it are wanted. Whether every network sees them (a
+        request after its window was decided comes too late)."""
+        in_time = [stream.want(frame - step - _BEFORE, frame + _AFTER) for stream in self.streams if stream.select]
+        return all(in_time)
 
     def push(self, index: int, image_bgr, timecode: FrameTimecode) -> None:
         if not self.streams:

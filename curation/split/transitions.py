@@ -20,8 +20,9 @@ same shot (a flash, a fast pan), the candidate is dropped, whatever found it.
 A candidate may come unconfirmed (`add_candidate(frame, confirmed=False)`): a cheap detector's, when a
 learned one also saw those frames and found nothing. On real footage the cheap detectors fire on every burst
 of motion in a close-up; the learned one does not, but it misses wipes. So an unconfirmed candidate makes a
-boundary only where the refiner sees what the learned detector is known to miss: a wipe (each frame of the
-span is part shot before, part shot after, with a crisp edge between).
+boundary only where the refiner sees what the learned detector is known to miss, a wipe (each frame of the
+span is part shot before, part shot after, with a crisp edge between), or a hard cut plain without it (one
+frame's lone spike between two sides far apart).
 
 Signals are kept for a sliding window only, so memory does not grow with the length of the video.
 """
@@ -57,6 +58,10 @@ class TransitionSettings:
     wipe_mismatch: float = 0.25
     span_slack_frames: int = 2  # how far the refiner's measurement may run past a detector's span
     pan_share: float = 0.25  # a span whose median frame keeps less than this of its change once aligned is a pan
+    # An unconfirmed candidate is still a hard cut where it is unmistakable: one frame's change this many times
+    # its neighbours', and the two sides this far apart once motion compensated (a multiple of the above).
+    unconfirmed_cut_ratio: float = 4.0
+    unconfirmed_cut_sides: float = 2.0
 
 
 @dataclass(frozen=True)
@@ -238,17 +243,35 @@ class BoundaryRefiner:
         look = self.flash_frames
         before_frames = [frames[i] for i in range(start - 1, start - 2 - look, -1) if i in frames]
         after_frames = [frames[i] for i in range(end, end + 1 + look) if i in frames]
+        sides = np.inf  # how far apart the two sides are, at their closest
         for a in before_frames:
             for b in after_frames:
-                if _aligned_difference(a.grey, b.grey) < s.same_shot_difference:
+                sides = min(sides, _aligned_difference(a.grey, b.grey))
+                if sides < s.same_shot_difference:
                     return None
+        if not confirmed and not self._unmistakable_cut(frames, start, end, sides):
+            if not _is_wipe([frames[i].grey for i in range(start - 1, end + 1) if i in frames], s):
+                return None
         dark = any(self._dark(frames.get(i)) for i in range(start, end))
-        if not confirmed and not _is_wipe([frames[i].grey for i in range(start - 1, end + 1) if i in frames], s):
-            return None
         if start == end:
             return Boundary(start, end, "cut")
         margin = s.margin_frames
         return Boundary(max(0, start - margin), end + margin, "fade" if dark else "gradual")
+
+    def _unmistakable_cut(self, frames: dict[int, _Signals], start: int, end: int, sides: float) -> bool:
+        """Whether a hard cut is plain without a learned detector's word: its frame changes
+        `unconfirmed_cut_ratio` times as much as either neighbour, and the two sides differ by
+        `unconfirmed_cut_sides` x `same_shot_difference` or more. TransNetV2 scores most hard cuts near 1, but
+        one that it misses is still a cut; the cheap detectors' bursts of motion in a close-up are neither
+        lone spikes nor that far apart once aligned."""
+        s = self.settings
+        if start != end or start not in frames:
+            return False
+        neighbours = max(frames[i].change if i in frames else 0.0 for i in (start - 1, start + 1))
+        return (
+            frames[start].change >= s.unconfirmed_cut_ratio * neighbours
+            and sides >= s.unconfirmed_cut_sides * s.same_shot_difference
+        )
 
     def _camera_motion(self, frames: dict[int, _Signals], start: int, end: int) -> bool:
         """Whether the span's frames change mostly by a global shift (a pan, its brightness changing or not):

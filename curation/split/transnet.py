@@ -263,13 +263,17 @@ class WindowStream:
         holding it may run on into the next window."""
         return self.events.max_frames + STEP + CONTEXT + self.decide_delay + STEP * self.batch_windows
 
-    def want(self, first: int, last: int) -> None:
-        """Ask for the scores of frames first..last."""
+    def want(self, first: int, last: int) -> bool:
+        """Ask for the scores of frames first..last. False where some of them come too late: in a window
+        decided already and not scored."""
+        in_time = True
         for k in range(max(0, first) // STEP, max(0, last) // STEP + 1):
-            if k < self.next_window:
-                self.late_requests += k not in self.scored
-            else:
+            if k >= self.next_window:
                 self.wanted.add(k)
+            elif k not in self.scored:
+                self.late_requests += 1
+                in_time = False
+        return in_time
 
     def push(self, index: int, frame_rgb: np.ndarray) -> None:
         """Frame `index` (counting from 0, every frame in order) as 48x27 RGB."""
