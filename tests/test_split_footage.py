@@ -123,13 +123,13 @@ def test_flashes_and_pans_trim_nothing(runs, name):
     assert run.score.split_by_event == []
 
 
-def test_a_hard_cut_the_network_does_not_confirm_is_still_cut(tmp_path):
+def test_a_hard_cut_the_network_does_not_confirm_is_still_cut(runs):
     """With TransNetV2's single-frame head out of reach (threshold 0.9999: it scores these cuts 0.98-0.99), the
     cheap detectors' candidates come unconfirmed. The lone spikes of the montage's first and last hard cuts,
     between shots far apart, are cuts all the same (the middle one, 505, changes only 2.3x as much as its
     neighbours: too little to go without the network); every other boundary still touches a transition (the
     many-hot head and the wipe test find those), none a flash or a pan."""
-    montage = footage.real_montage_a(tmp_path / "real_a.mp4")
+    montage = runs("real_a").montage
     config = SplitConfig()
     for detector in config.detectors:
         if detector.kind == "transnetv2":

@@ -144,7 +144,7 @@ class _TransNetDetectors:
 
     def confirms(self, kind: str, seen: bool) -> bool:
         """Whether a candidate of a PySceneDetect detector of this kind counts as confirmed. With TransNetV2 in
-        the cascade, content and adaptive candidates are not where the network `seen` those frames (every
+        the cascade, content and adaptive candidates are not where the network saw those frames (`seen`: every
         frame, or the windows they asked for in time): what it found there is its own candidate. The
         threshold detector's dark frames stay confirmed."""
         return not self.streams or kind == "threshold" or not seen
