@@ -249,7 +249,9 @@ class BoundaryRefiner:
                 sides = min(sides, _aligned_difference(a.grey, b.grey))
                 if sides < s.same_shot_difference:
                     return None
-        if not confirmed and not self._unmistakable_cut(frames, start, end, sides):
+        # A hard cut stays at its seed (a learned span always widens to two frames or more).
+        unmistakable = start == end and self._unmistakable_cut(frames[seed].change, neighbours, sides)
+        if not confirmed and not unmistakable:
             if not _is_wipe([frames[i].grey for i in range(start - 1, end + 1) if i in frames], s):
                 return None
         dark = any(self._dark(frames.get(i)) for i in range(start, end))
@@ -258,19 +260,15 @@ class BoundaryRefiner:
         margin = s.margin_frames
         return Boundary(max(0, start - margin), end + margin, "fade" if dark else "gradual")
 
-    def _unmistakable_cut(self, frames: dict[int, _Signals], start: int, end: int, sides: float) -> bool:
-        """Whether a hard cut is plain without a learned detector's word: its frame changes
-        `unconfirmed_cut_ratio` times as much as either neighbour, and the two sides differ by
+    def _unmistakable_cut(self, change: float, neighbours: float, sides: float) -> bool:
+        """Whether a hard cut is plain without a learned detector's word: its frame's `change` is
+        `unconfirmed_cut_ratio` times its `neighbours`' (the larger), and the two sides differ by
         `unconfirmed_cut_sides` x `same_shot_difference` or more. TransNetV2 scores most hard cuts near 1, but
         one that it misses is still a cut; the cheap detectors' bursts of motion in a close-up are neither
         lone spikes nor that far apart once aligned."""
         s = self.settings
-        if start != end or start not in frames:
-            return False
-        neighbours = max(frames[i].change if i in frames else 0.0 for i in (start - 1, start + 1))
         return (
-            frames[start].change >= s.unconfirmed_cut_ratio * neighbours
-            and sides >= s.unconfirmed_cut_sides * s.same_shot_difference
+            change >= s.unconfirmed_cut_ratio * neighbours and sides >= s.unconfirmed_cut_sides * s.same_shot_difference
         )
 
     def _camera_motion(self, frames: dict[int, _Signals], start: int, end: int) -> bool:
