@@ -56,6 +56,9 @@ class TransitionSettings:
     # An unconfirmed candidate's gradual span is a wipe when each changed grid cell of its frames matches one
     # side (the shot before or after) within this share of the two sides' difference, in the median.
     wipe_mismatch: float = 0.25
+    # ...and its edge moves across the picture: no frame turns more than this share of those cells to the side
+    # after at once (a burst of motion before a hard cut turns them all at the cut).
+    wipe_max_step: float = 0.4
     span_slack_frames: int = 2  # how far the refiner's measurement may run past a detector's span
     pan_share: float = 0.25  # a span whose median frame keeps less than this of its change once aligned is a pan
     # An unconfirmed candidate is still a hard cut where it is unmistakable: one frame's change this many times
@@ -328,7 +331,8 @@ class BoundaryRefiner:
 def _is_wipe(greys: list[np.ndarray], settings: TransitionSettings) -> bool:
     """Whether `greys` (the frame before a span, its frames, the frame after) are a wipe: over the grid cells
     where the two sides differ (at least half of them), each span frame matches one side or the other, not a
-    blend of both (a dissolve) nor neither (motion within a shot)."""
+    blend of both (a dissolve) nor neither (motion within a shot), and the cells go over to the side after a
+    few at a time, as the edge between the two sweeps across (not all at once, as at a hard cut)."""
     if len(greys) < 5:
         return False
 
@@ -340,11 +344,13 @@ def _is_wipe(greys: list[np.ndarray], settings: TransitionSettings) -> bool:
     differ = sides > max(settings.same_shot_difference, 0.5 * float(np.median(sides)))
     if differ.mean() < 0.5:
         return False
-    mismatch = [
-        np.median(np.minimum(cells(np.abs(g - before)), cells(np.abs(g - after)))[differ] / sides[differ])
-        for g in greys[1:-1]
-    ]
-    return float(np.mean(mismatch)) < settings.wipe_mismatch
+    mismatch, shown_after = [], [0.0]  # per frame: how far from either side; the share of cells on the side after
+    for grey in greys[1:-1]:
+        from_before, from_after = cells(np.abs(grey - before))[differ], cells(np.abs(grey - after))[differ]
+        mismatch.append(np.median(np.minimum(from_before, from_after) / sides[differ]))
+        shown_after.append(float((from_after < from_before).mean()))
+    steps = np.diff(shown_after + [1.0])
+    return float(np.mean(mismatch)) < settings.wipe_mismatch and float(steps.max()) <= settings.wipe_max_step
 
 
 def _aligned_difference(a: np.ndarray, b: np.ndarray) -> float:
